@@ -1,0 +1,2 @@
+//! Data benches (in progress).
+fn main() {}

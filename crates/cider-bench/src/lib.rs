@@ -1,0 +1,3 @@
+//! Benchmarks for cider-rs: criterion benches under `benches/` and shared helpers.
+//!
+//! Run `cargo bench -p cider-bench` (add `--features wgpu` or `--features cuda` for GPU backends).

@@ -1,0 +1,100 @@
+//! The one error type of `cider-data`. Every variant names the file (or source) involved, the key
+//! or offset, and what was expected, so that a user can fix the input without reading our code.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading, validating or writing CIDer data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// An I/O failure on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An array whose element count disagrees with its shape.
+    #[error("array of shape {shape:?} cannot hold {len} elements")]
+    ArrayShape { shape: Vec<usize>, len: usize },
+
+    /// A malformed or truncated pickle stream.
+    #[error("{file}: bad pickle at byte {offset}: {message}")]
+    Pickle {
+        file: String,
+        offset: usize,
+        message: String,
+    },
+
+    /// A pickle that asks for a Python global we do not allow (nothing is ever executed).
+    #[error(
+        "{file}: refused pickle global `{module}.{name}` at byte {offset} (only NumPy array reconstruction and plain containers are allowed)"
+    )]
+    ForbiddenGlobal {
+        file: String,
+        offset: usize,
+        module: String,
+        name: String,
+    },
+
+    /// A malformed joblib container.
+    #[error("{file}: bad joblib file: {message}")]
+    Joblib { file: String, message: String },
+
+    /// A malformed `.npy` / `.npz` file.
+    #[error("{file}: bad npy data: {message}")]
+    Npy { file: String, message: String },
+
+    /// A required key is absent.
+    #[error("{file}: missing key `{key}` (expected {expected})")]
+    MissingKey {
+        file: String,
+        key: String,
+        expected: String,
+    },
+
+    /// A value of the wrong type or dtype.
+    #[error("{file}: key `{key}` has type {found}, expected {expected}")]
+    WrongType {
+        file: String,
+        key: String,
+        expected: String,
+        found: String,
+    },
+
+    /// An array of the wrong shape.
+    #[error("{file}: key `{key}` has shape {found:?}, expected {expected}")]
+    Shape {
+        file: String,
+        key: String,
+        expected: String,
+        found: Vec<usize>,
+    },
+
+    /// A bad value (label out of range, length beyond the padded size, NaN where none may be…).
+    #[error("{file}: key `{key}` at index {index}: {message}")]
+    Value {
+        file: String,
+        key: String,
+        index: usize,
+        message: String,
+    },
+
+    /// A split with no sample.
+    #[error("{file}: split `{split}` is empty")]
+    EmptySplit { file: String, split: String },
+
+    /// An invalid option (missing rate outside [0, 1], unknown layout name…).
+    #[error("invalid {what}: {message}")]
+    Invalid { what: String, message: String },
+}
+
+impl DataError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,935 @@
+//! NumPy `.npy` / `.npz` files, and the raw element layout shared with the pickle readers.
+//!
+//! A `.npy` file is `\x93NUMPY`, a version (1.0, 2.0 or 3.0), a header length (`u16` for 1.0,
+//! `u32` otherwise), a Python dict literal `{'descr': '<f8', 'fortran_order': False, 'shape':
+//! (2, 3), }` and the raw elements. Object arrays (`'|O'`) hold a pickle of the array instead,
+//! read with our restricted [`crate::pickle`] machine. A `.npz` file is a zip archive of `.npy`
+//! files, stored or deflated.
+//!
+//! Supported element types: `f4 f8 i8 i4 u1 b1` in either byte order, and `O`.
+
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use crate::error::DataError;
+use crate::value::{ArrayData, DType, NumpyArray, PyValue};
+
+/// The magic string that opens every `.npy` file.
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// NumPy pads headers so that the data starts on a multiple of this many bytes.
+const HEADER_ALIGN: usize = 64;
+/// Digits NumPy reserves for the first dimension, so that arrays can grow in place.
+const GROWTH_AXIS_DIGITS: usize = 21;
+/// Longest header we accept: NumPy itself refuses headers above 10 000 bytes by default.
+const MAX_HEADER_LEN: usize = 1 << 20;
+/// Nesting allowed in a header literal (NumPy's own headers nest two deep).
+const MAX_LITERAL_DEPTH: usize = 16;
+
+/// Byte order of multi-byte elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteOrder {
+    Little,
+    Big,
+}
+
+impl ByteOrder {
+    /// The order of the machine we run on (NumPy's `'='`).
+    pub(crate) const NATIVE: ByteOrder = if cfg!(target_endian = "big") {
+        ByteOrder::Big
+    } else {
+        ByteOrder::Little
+    };
+}
+
+/// An element type with its byte order, what NumPy calls a dtype `descr` (`'<f8'`, `'|u1'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawDType {
+    pub(crate) kind: DType,
+    pub(crate) order: ByteOrder,
+}
+
+impl RawDType {
+    /// Parses a type string: an optional order (`<` `>` `|` `=`) then `f4 f8 i8 i4 u1 b1 ?` or
+    /// `O` (optionally `O8` / `O4`). Without an order the type is native, as in `numpy.dtype`.
+    pub(crate) fn parse(code: &str) -> Option<RawDType> {
+        let (order, rest) = match code.as_bytes().first() {
+            Some(b'<') => (ByteOrder::Little, &code[1..]),
+            Some(b'>') => (ByteOrder::Big, &code[1..]),
+            Some(b'|' | b'=') => (ByteOrder::NATIVE, &code[1..]),
+            _ => (ByteOrder::NATIVE, code),
+        };
+        let kind = match rest {
+            "f4" => DType::F32,
+            "f8" => DType::F64,
+            "i8" => DType::I64,
+            "i4" => DType::I32,
+            "u1" => DType::U8,
+            "b1" | "?" => DType::Bool,
+            "O" | "O8" | "O4" => DType::Object,
+            _ => return None,
+        };
+        Some(RawDType { kind, order })
+    }
+
+    /// Bytes per element (8 for object references, as on 64-bit NumPy).
+    pub(crate) fn item_size(self) -> usize {
+        match self.kind {
+            DType::F64 | DType::I64 | DType::Object => 8,
+            DType::F32 | DType::I32 => 4,
+            DType::U8 | DType::Bool => 1,
+        }
+    }
+
+    /// The `.npy` descr string, e.g. `'<f4'`, `'>i8'`, `'|b1'`, `'|O'`.
+    pub(crate) fn descr(self) -> String {
+        let order = match (self.item_size(), self.order) {
+            _ if self.kind == DType::Object => '|',
+            (1, _) => '|',
+            (_, ByteOrder::Little) => '<',
+            (_, ByteOrder::Big) => '>',
+        };
+        let code = match self.kind {
+            DType::F32 => "f4",
+            DType::F64 => "f8",
+            DType::I64 => "i8",
+            DType::I32 => "i4",
+            DType::U8 => "u1",
+            DType::Bool => "b1",
+            DType::Object => "O",
+        };
+        format!("{order}{code}")
+    }
+}
+
+/// The number of elements of `shape`, `None` on overflow.
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// Decodes raw elements into a C-order array of `shape`.
+///
+/// `bytes` must hold exactly `product(shape) · item_size` bytes, in C order, or in Fortran
+/// (column-major) order when `fortran` is set. Errors are plain messages: the callers add the
+/// file name and offset.
+pub(crate) fn decode(
+    bytes: &[u8],
+    dtype: RawDType,
+    shape: &[usize],
+    fortran: bool,
+) -> Result<NumpyArray, String> {
+    let count = element_count(shape).ok_or_else(|| format!("shape {shape:?} overflows"))?;
+    if dtype.kind == DType::Object {
+        return Err("an object array has no raw element bytes".to_string());
+    }
+    let expected = count
+        .checked_mul(dtype.item_size())
+        .ok_or_else(|| format!("shape {shape:?} overflows"))?;
+    if bytes.len() != expected {
+        return Err(format!(
+            "array of shape {shape:?} and dtype {} needs {expected} bytes, found {}",
+            dtype.descr(),
+            bytes.len()
+        ));
+    }
+    let big = dtype.order == ByteOrder::Big;
+    let data = match dtype.kind {
+        DType::F32 => ArrayData::F32(if big {
+            from_chunks(bytes, f32::from_be_bytes)
+        } else {
+            from_chunks(bytes, f32::from_le_bytes)
+        }),
+        DType::F64 => ArrayData::F64(if big {
+            from_chunks(bytes, f64::from_be_bytes)
+        } else {
+            from_chunks(bytes, f64::from_le_bytes)
+        }),
+        DType::I64 => ArrayData::I64(if big {
+            from_chunks(bytes, i64::from_be_bytes)
+        } else {
+            from_chunks(bytes, i64::from_le_bytes)
+        }),
+        DType::I32 => ArrayData::I32(if big {
+            from_chunks(bytes, i32::from_be_bytes)
+        } else {
+            from_chunks(bytes, i32::from_le_bytes)
+        }),
+        DType::U8 => ArrayData::U8(bytes.to_vec()),
+        DType::Bool => ArrayData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+        DType::Object => unreachable!("object arrays were refused above"),
+    };
+    let data = if fortran {
+        fortran_to_c(data, shape)
+    } else {
+        data
+    };
+    NumpyArray::new(shape.to_vec(), data).map_err(|e| e.to_string())
+}
+
+/// Converts fixed-size chunks of `bytes` (whose length is a multiple of `N`) to elements.
+fn from_chunks<const N: usize, T>(bytes: &[u8], convert: impl Fn([u8; N]) -> T) -> Vec<T> {
+    let (chunks, _) = bytes.as_chunks::<N>();
+    chunks.iter().map(|&c| convert(c)).collect()
+}
+
+/// Reorders elements stored in Fortran order into C order (both for the same `shape`).
+pub(crate) fn fortran_to_c(data: ArrayData, shape: &[usize]) -> ArrayData {
+    if shape.iter().filter(|&&d| d > 1).count() <= 1 {
+        return data;
+    }
+    match data {
+        ArrayData::F32(v) => ArrayData::F32(reorder(&v, shape)),
+        ArrayData::F64(v) => ArrayData::F64(reorder(&v, shape)),
+        ArrayData::I64(v) => ArrayData::I64(reorder(&v, shape)),
+        ArrayData::I32(v) => ArrayData::I32(reorder(&v, shape)),
+        ArrayData::U8(v) => ArrayData::U8(reorder(&v, shape)),
+        ArrayData::Bool(v) => ArrayData::Bool(reorder(&v, shape)),
+        ArrayData::Object(v) => ArrayData::Object(reorder(&v, shape)),
+    }
+}
+
+/// Gathers a Fortran-order buffer into C order: walks the C-order multi-index, last axis
+/// fastest, keeping the Fortran offset `Σ i_k · Π_{j<k} d_j` up to date.
+fn reorder<T: Clone>(data: &[T], shape: &[usize]) -> Vec<T> {
+    let mut strides = Vec::with_capacity(shape.len());
+    let mut stride = 1usize;
+    for &d in shape {
+        strides.push(stride);
+        stride *= d;
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut offset = 0usize;
+    let mut out = Vec::with_capacity(data.len());
+    for _ in 0..data.len() {
+        out.push(data[offset].clone());
+        for k in (0..shape.len()).rev() {
+            index[k] += 1;
+            offset += strides[k];
+            if index[k] < shape[k] {
+                break;
+            }
+            offset -= strides[k] * shape[k];
+            index[k] = 0;
+        }
+    }
+    out
+}
+
+/// Appends the elements of a numeric or bool array to `out` as little-endian bytes (C order);
+/// appends nothing for object arrays.
+pub(crate) fn append_le_bytes(data: &ArrayData, out: &mut Vec<u8>) {
+    match data {
+        ArrayData::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::F64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::I32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::U8(v) => out.extend_from_slice(v),
+        ArrayData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        ArrayData::Object(_) => {}
+    }
+}
+
+/// Reads a `.npy` file held in memory. `source` names it in errors.
+pub fn from_bytes(bytes: &[u8], source: &str) -> Result<NumpyArray, DataError> {
+    let err = |message: String| DataError::Npy {
+        file: source.to_string(),
+        message,
+    };
+    if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(err(format!(
+            "bad magic: expected a file starting with \\x93NUMPY, found {:02x?}",
+            &bytes[..bytes.len().min(MAGIC.len())]
+        )));
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (len_size, utf8) = match (major, minor) {
+        (1, 0) => (2, false),
+        (2, 0) => (4, false),
+        (3, 0) => (4, true),
+        _ => return Err(err(format!("unsupported format version {major}.{minor}"))),
+    };
+    let start = MAGIC.len() + 2 + len_size;
+    let len_bytes = bytes
+        .get(MAGIC.len() + 2..start)
+        .ok_or_else(|| err("truncated header length".to_string()))?;
+    let header_len = len_bytes
+        .iter()
+        .rev()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    if header_len > MAX_HEADER_LEN || header_len > bytes.len() - start {
+        return Err(err(format!(
+            "header length {header_len} exceeds the {} bytes left in the file",
+            bytes.len() - start
+        )));
+    }
+    let header = &bytes[start..start + header_len];
+    let header = Header::parse(header, utf8).map_err(|m| err(format!("bad header: {m}")))?;
+    let body = &bytes[start + header_len..];
+    if header.dtype.kind == DType::Object {
+        return object_array(body, &header, source);
+    }
+    decode(body, header.dtype, &header.shape, header.fortran).map_err(err)
+}
+
+/// Reads the pickled payload of an object (`'|O'`) array.
+fn object_array(body: &[u8], header: &Header, source: &str) -> Result<NumpyArray, DataError> {
+    match crate::pickle::from_bytes(body, source)? {
+        PyValue::Array(array)
+            if array.dtype() == DType::Object && array.shape() == header.shape.as_slice() =>
+        {
+            Ok(array)
+        }
+        other => Err(DataError::Npy {
+            file: source.to_string(),
+            message: format!(
+                "object array payload should be an object array of shape {:?}, found {}",
+                header.shape,
+                describe(&other)
+            ),
+        }),
+    }
+}
+
+/// A short description of a value, for error messages.
+fn describe(value: &PyValue) -> String {
+    match value {
+        PyValue::Array(a) => format!("a {} array of shape {:?}", a.dtype().name(), a.shape()),
+        other => other.type_name().to_string(),
+    }
+}
+
+/// Reads a `.npy` file.
+pub fn from_path(path: impl AsRef<Path>) -> Result<NumpyArray, DataError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Writes an array as a version 1.0 `.npy` file (2.0 when the header outgrows 64 KiB), in C
+/// order, little-endian, byte for byte as `numpy.save` does. Object arrays are stored pickled, as `numpy.save` does; NumPy reads
+/// those back with `allow_pickle=True`.
+pub fn to_bytes(array: &NumpyArray) -> Result<Vec<u8>, DataError> {
+    let dtype = RawDType {
+        kind: array.dtype(),
+        order: ByteOrder::Little,
+    };
+    let shape = match array.shape() {
+        [] => "()".to_string(),
+        [n] => format!("({n},)"),
+        dims => {
+            let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+            format!("({})", parts.join(", "))
+        }
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        dtype.descr()
+    );
+    // As NumPy: room to grow the first axis in place, then spaces and a final '\n' so that the
+    // data starts on a multiple of 64 bytes (a full 64 more when already aligned).
+    if let Some(first) = array.shape().first() {
+        let digits = first.to_string().len();
+        header.extend(std::iter::repeat_n(
+            ' ',
+            GROWTH_AXIS_DIGITS.saturating_sub(digits),
+        ));
+    }
+    let padded_len = |len_field: usize| {
+        let unpadded = MAGIC.len() + 2 + len_field + header.len() + 1;
+        header.len() + 1 + HEADER_ALIGN - unpadded % HEADER_ALIGN
+    };
+    let short_len = u16::try_from(padded_len(2)).ok();
+    let block_len = short_len.map_or_else(|| padded_len(4), usize::from);
+    let pad = block_len - header.len() - 1;
+    header.extend(std::iter::repeat_n(' ', pad));
+    header.push('\n');
+    let mut out = Vec::with_capacity(16 + block_len + array.data().len() * dtype.item_size());
+    out.extend_from_slice(MAGIC);
+    match short_len {
+        Some(len) => {
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        None => {
+            let len = u32::try_from(block_len).map_err(|_| DataError::Invalid {
+                what: "npy header".to_string(),
+                message: format!("{block_len} bytes exceed the 4 GiB format limit"),
+            })?;
+            out.extend_from_slice(&[2, 0]);
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(header.as_bytes());
+    if dtype.kind == DType::Object {
+        out.extend(crate::pickle_write::to_bytes(&PyValue::Array(
+            array.clone(),
+        ))?);
+    } else {
+        append_le_bytes(array.data(), &mut out);
+    }
+    Ok(out)
+}
+
+/// Writes an array to a `.npy` file atomically (temporary file in the same folder, then rename).
+pub fn to_path(array: &NumpyArray, path: impl AsRef<Path>) -> Result<(), DataError> {
+    let bytes = to_bytes(array)?;
+    crate::pickle_write::write_atomically(path.as_ref(), &bytes)
+}
+
+/// Reads every array of a `.npz` archive, in archive order, keyed by entry name without `.npy`.
+pub fn npz_from_path(path: impl AsRef<Path>) -> Result<Vec<(String, NumpyArray)>, DataError> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    npz_read(std::io::BufReader::new(file), &path.display().to_string())
+}
+
+/// Reads every array of a `.npz` archive held in memory (see [`npz_from_path`]).
+pub fn npz_from_bytes(bytes: &[u8], source: &str) -> Result<Vec<(String, NumpyArray)>, DataError> {
+    npz_read(std::io::Cursor::new(bytes), source)
+}
+
+fn npz_read<R: Read + Seek>(
+    reader: R,
+    source: &str,
+) -> Result<Vec<(String, NumpyArray)>, DataError> {
+    let err = |message: String| DataError::Npy {
+        file: source.to_string(),
+        message,
+    };
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| err(format!("not a valid npz archive: {e}")))?;
+    let mut arrays = Vec::with_capacity(archive.len().min(4096));
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| err(format!("entry {index}: {e}")))?;
+        let name = entry.name().to_string();
+        let key = name
+            .strip_suffix(".npy")
+            .ok_or_else(|| err(format!("entry `{name}` is not a .npy file")))?
+            .to_string();
+        let declared = entry.size();
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(declared)
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(format!("entry `{name}`: {e}")))?;
+        if bytes.len() as u64 != declared {
+            return Err(err(format!(
+                "entry `{name}` holds {} bytes, its directory says {declared}",
+                bytes.len()
+            )));
+        }
+        let array = from_bytes(&bytes, &format!("{source}:{name}"))?;
+        arrays.push((key, array));
+    }
+    Ok(arrays)
+}
+
+/// The three fields of a `.npy` header.
+#[derive(Debug)]
+struct Header {
+    dtype: RawDType,
+    fortran: bool,
+    shape: Vec<usize>,
+}
+
+impl Header {
+    /// Parses the dict literal `{'descr': .., 'fortran_order': .., 'shape': (..), }`.
+    fn parse(bytes: &[u8], utf8: bool) -> Result<Header, String> {
+        let text: String = if utf8 {
+            std::str::from_utf8(bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))?
+                .to_string()
+        } else {
+            bytes.iter().map(|&b| char::from(b)).collect()
+        };
+        let mut parser = Literal {
+            chars: text.chars().collect(),
+            pos: 0,
+        };
+        let value = parser.value(0)?;
+        parser.skip_space();
+        if parser.pos != parser.chars.len() {
+            return Err(format!("unexpected text after the dict at {}", parser.pos));
+        }
+        let Lit::Dict(items) = value else {
+            return Err("expected a dict literal".to_string());
+        };
+        let (mut descr, mut fortran, mut shape) = (None, None, None);
+        for (key, value) in items {
+            match (key.as_str(), value) {
+                ("descr", Lit::Str(s)) => descr = Some(s),
+                ("fortran_order", Lit::Bool(b)) => fortran = Some(b),
+                ("shape", Lit::Tuple(dims)) => shape = Some(dims),
+                (key, value) => return Err(format!("unexpected entry `{key}`: {value:?}")),
+            }
+        }
+        let descr = descr.ok_or("missing key `descr`")?;
+        let dtype = RawDType::parse(&descr).ok_or_else(|| {
+            format!("unsupported dtype '{descr}' (expected f4, f8, i8, i4, u1, b1 or O)")
+        })?;
+        let shape = shape.ok_or("missing key `shape`")?;
+        element_count(&shape).ok_or_else(|| format!("shape {shape:?} overflows"))?;
+        Ok(Header {
+            dtype,
+            fortran: fortran.ok_or("missing key `fortran_order`")?,
+            shape,
+        })
+    }
+}
+
+/// A value of the tiny Python-literal subset that `.npy` headers use.
+#[derive(Debug)]
+enum Lit {
+    Str(String),
+    Bool(bool),
+    Int(usize),
+    /// A tuple of non-negative integers (a shape).
+    Tuple(Vec<usize>),
+    Dict(Vec<(String, Lit)>),
+}
+
+/// A recursive-descent parser over the header's characters.
+struct Literal {
+    chars: Vec<char>,
+    pos: usize,
+}
+
+impl Literal {
+    fn skip_space(&mut self) {
+        while self.chars.get(self.pos).is_some_and(|c| c.is_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.skip_space();
+        self.chars.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{c}` at {}", self.pos))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Lit, String> {
+        if depth > MAX_LITERAL_DEPTH {
+            return Err("header literal nests too deep".to_string());
+        }
+        match self.peek() {
+            Some('{') => self.dict(depth),
+            Some('(') => self.tuple(depth),
+            Some('[') => Err("structured dtypes are not supported".to_string()),
+            Some('\'' | '"') => self.string().map(Lit::Str),
+            Some(c) if c.is_ascii_digit() => self.int().map(Lit::Int),
+            Some(c) if c.is_ascii_alphabetic() => self.word(),
+            Some(c) => Err(format!("unexpected `{c}` at {}", self.pos)),
+            None => Err("unexpected end of header".to_string()),
+        }
+    }
+
+    fn dict(&mut self, depth: usize) -> Result<Lit, String> {
+        self.expect('{')?;
+        let mut items = Vec::new();
+        loop {
+            if self.peek() == Some('}') {
+                self.pos += 1;
+                return Ok(Lit::Dict(items));
+            }
+            let key = match self.peek() {
+                Some('\'' | '"') => self.string()?,
+                _ => return Err(format!("expected a string key at {}", self.pos)),
+            };
+            self.expect(':')?;
+            let value = self.value(depth + 1)?;
+            items.push((key, value));
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some('}') => {}
+                _ => return Err(format!("expected `,` or `}}` at {}", self.pos)),
+            }
+        }
+    }
+
+    fn tuple(&mut self, depth: usize) -> Result<Lit, String> {
+        self.expect('(')?;
+        let mut dims = Vec::new();
+        loop {
+            if self.peek() == Some(')') {
+                self.pos += 1;
+                return Ok(Lit::Tuple(dims));
+            }
+            match self.value(depth + 1)? {
+                Lit::Int(n) => dims.push(n),
+                other => return Err(format!("shape entries must be integers, found {other:?}")),
+            }
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(')') => {}
+                _ => return Err(format!("expected `,` or `)` at {}", self.pos)),
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let quote = self.chars[self.pos];
+        self.pos += 1;
+        let mut out = String::new();
+        while let Some(&c) = self.chars.get(self.pos) {
+            self.pos += 1;
+            match c {
+                '\\' => return Err("escapes in header strings are not supported".to_string()),
+                c if c == quote => return Ok(out),
+                c => out.push(c),
+            }
+        }
+        Err("unterminated string in header".to_string())
+    }
+
+    fn int(&mut self) -> Result<usize, String> {
+        let start = self.pos;
+        while self.chars.get(self.pos).is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        let digits: String = self.chars[start..self.pos].iter().collect();
+        // Python 2 era headers write longs as `3L`.
+        if self.chars.get(self.pos) == Some(&'L') {
+            self.pos += 1;
+        }
+        digits
+            .parse()
+            .map_err(|_| format!("integer `{digits}` out of range"))
+    }
+
+    fn word(&mut self) -> Result<Lit, String> {
+        let start = self.pos;
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            self.pos += 1;
+        }
+        let word: String = self.chars[start..self.pos].iter().collect();
+        match word.as_str() {
+            "True" => Ok(Lit::Bool(true)),
+            "False" => Ok(Lit::Bool(false)),
+            _ => Err(format!("unexpected `{word}` in header")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pickle::testkit::{check, fixtures, json, testdata};
+
+    fn npy_message(result: Result<NumpyArray, DataError>) -> String {
+        match result {
+            Err(DataError::Npy { file, message }) => {
+                assert_eq!(file, "test.npy");
+                message
+            }
+            other => panic!("expected an npy error, got {other:?}"),
+        }
+    }
+
+    /// A little `.npy` file with a hand-written header.
+    fn npy_with_header(header: &str, body: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn reads_numpy_written_files() {
+        let files = fixtures("npy");
+        // <f4, >f8, Fortran <i4, bool, u1 (v2.0 header), <i8 (v3.0 header), object, 0-d.
+        assert_eq!(files.len(), 8);
+        for (path, expected) in files {
+            let array = from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+            check(
+                &PyValue::Array(array),
+                &expected,
+                &path.display().to_string(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn reads_npz_stored_and_deflated() {
+        for (path, expected) in fixtures("npz") {
+            let arrays = npz_from_path(&path).unwrap();
+            let wanted = expected.as_array().unwrap();
+            assert_eq!(arrays.len(), wanted.len());
+            for ((name, array), want) in arrays.into_iter().zip(wanted) {
+                assert_eq!(name, want[0].as_str().unwrap());
+                check(&PyValue::Array(array), &want[1], &name).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn writes_byte_for_byte_what_numpy_saves() {
+        // Every C-order little-endian file NumPy wrote for us: masks, metrics, fixtures.
+        let mut files = Vec::new();
+        for dir in ["masks/mosi_aligned", "masks/mosi_unaligned", "metrics"] {
+            for entry in std::fs::read_dir(testdata(dir)).unwrap() {
+                files.push(entry.unwrap().path());
+            }
+        }
+        for name in [
+            "np2_save_f4",
+            "np2_bool",
+            "np2_zero_dim",
+            "rust_written_audio",
+        ] {
+            files.push(testdata(&format!("pickles/{name}.npy")));
+        }
+        let mut checked = 0;
+        for path in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        {
+            let bytes = std::fs::read(path).unwrap();
+            let array = from_bytes(&bytes, "test.npy").unwrap();
+            assert_eq!(to_bytes(&array).unwrap(), bytes, "{}", path.display());
+            checked += 1;
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    #[test]
+    fn mask_fixtures_have_their_indexed_shapes_and_values() {
+        for layout in ["mosi_aligned", "mosi_unaligned"] {
+            let index = json(&format!("masks/{layout}/index.json"));
+            for (case, entry) in index["cases"].as_object().unwrap() {
+                for (key, file) in entry["files"].as_object().unwrap() {
+                    let path = testdata(&format!(
+                        "masks/{layout}/{}",
+                        file["file"].as_str().unwrap()
+                    ));
+                    let array = from_path(&path).unwrap();
+                    let shape: Vec<usize> = file["shape"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.as_u64().unwrap() as usize)
+                        .collect();
+                    assert_eq!(array.shape(), shape.as_slice(), "{case} {key}");
+                    assert_eq!(array.dtype().name(), file["dtype"], "{case} {key}");
+                    match array.data() {
+                        // Missing masks are 0/1.
+                        ArrayData::U8(v) => assert!(v.iter().all(|&m| m <= 1), "{case} {key}"),
+                        // [CLS] (101) is never masked (spec §3).
+                        ArrayData::I64(ids) => {
+                            assert!(
+                                ids.chunks(shape[1]).all(|row| row[0] == 101),
+                                "{case} {key}"
+                            )
+                        }
+                        ArrayData::F32(v) => {
+                            assert!(v.iter().all(|x| x.is_finite()), "{case} {key}")
+                        }
+                        other => panic!("{case} {key}: {:?}", other.dtype()),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metric_fixtures_have_their_declared_sizes() {
+        let metrics = json("metrics/metrics.json");
+        for case in metrics["cases"].as_array().unwrap() {
+            let n = case["n"].as_u64().unwrap() as usize;
+            let classes = case["classes"].as_u64().unwrap() as usize;
+            let read = |key: &str| {
+                from_path(testdata(&format!(
+                    "metrics/{}",
+                    case["inputs"][key].as_str().unwrap()
+                )))
+                .unwrap()
+            };
+            for key in ["pred", "cf_pred"] {
+                let pred = read(key);
+                assert_eq!(
+                    (pred.shape(), pred.dtype()),
+                    (&[n, classes][..], DType::F32)
+                );
+                // Log-probabilities: each row's probabilities sum to 1.
+                let values = pred.to_f64().unwrap();
+                for row in values.chunks(classes) {
+                    let total: f64 = row.iter().map(|v| v.exp()).sum();
+                    assert!((total - 1.0).abs() < 1e-5, "{total}");
+                }
+            }
+            let truth = read("truth");
+            assert_eq!((truth.shape(), truth.dtype()), (&[n][..], DType::I64));
+            let ArrayData::I64(labels) = truth.data() else {
+                panic!()
+            };
+            assert!(labels.iter().all(|&l| (0..classes as i64).contains(&l)));
+        }
+    }
+
+    #[test]
+    fn round_trips_every_dtype_and_shape() {
+        let arrays = [
+            NumpyArray::new(
+                vec![2, 3],
+                ArrayData::F32(vec![0.5, -1.0, 2.0, f32::MAX, f32::MIN_POSITIVE, -0.0]),
+            ),
+            NumpyArray::new(vec![3], ArrayData::F64(vec![1e-300, -2.5, f64::INFINITY])),
+            NumpyArray::new(vec![1, 2, 1], ArrayData::I64(vec![i64::MIN, i64::MAX])),
+            NumpyArray::new(vec![2], ArrayData::I32(vec![-7, 1 << 30])),
+            NumpyArray::new(vec![0], ArrayData::U8(Vec::new())),
+            NumpyArray::new(vec![2, 2], ArrayData::Bool(vec![true, false, false, true])),
+            NumpyArray::new(vec![], ArrayData::F64(vec![4.0])),
+            NumpyArray::new(
+                vec![2],
+                ArrayData::Object(vec![PyValue::Str("a".into()), PyValue::None]),
+            ),
+        ];
+        let dir = std::env::temp_dir().join(format!("cider-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, array) in arrays.into_iter().enumerate() {
+            let array = array.unwrap();
+            let bytes = to_bytes(&array).unwrap();
+            assert_eq!(from_bytes(&bytes, "test.npy").unwrap(), array);
+            let path = dir.join(format!("a{i}.npy"));
+            to_path(&array, &path).unwrap();
+            assert_eq!(from_path(&path).unwrap(), array);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // NumPy loads our object arrays (checked once with check_rust_written.py).
+        let golden = std::fs::read(testdata("pickles/rust_written_raw_text.npy")).unwrap();
+        let array = from_bytes(&golden, "test.npy").unwrap();
+        assert_eq!(to_bytes(&array).unwrap(), golden);
+    }
+
+    #[test]
+    fn fortran_order_is_converted_to_c_order() {
+        // [[0, 1, 2], [3, 4, 5]] stored column by column.
+        let bytes: Vec<u8> = [0i32, 3, 1, 4, 2, 5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let array = decode(&bytes, RawDType::parse("<i4").unwrap(), &[2, 3], true).unwrap();
+        assert_eq!(array.data(), &ArrayData::I32(vec![0, 1, 2, 3, 4, 5]));
+        // Three axes: element (i, j, k) of a 2x3x4 array sits at i + 2j + 6k in Fortran order.
+        let fortran: Vec<f32> = (0..24)
+            .map(|f| {
+                let (i, j, k) = (f % 2, (f / 2) % 3, f / 6);
+                (i * 12 + j * 4 + k) as f32
+            })
+            .collect();
+        let bytes: Vec<u8> = fortran.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let array = decode(&bytes, RawDType::parse(">f4").unwrap(), &[2, 3, 4], true).unwrap();
+        assert_eq!(
+            array.data(),
+            &ArrayData::F32((0..24).map(|v| v as f32).collect())
+        );
+    }
+
+    #[test]
+    fn bad_files_give_npy_errors() {
+        let header = |descr: &str, shape: &str| {
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n")
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"PK\x03\x04 not npy".to_vec(), "bad magic"),
+            (Vec::new(), "bad magic"),
+            (
+                b"\x93NUMPY\x09\x00\x10\x00".to_vec(),
+                "unsupported format version 9.0",
+            ),
+            (
+                b"\x93NUMPY\x01\x00\xff\x7f{}".to_vec(),
+                "header length 32767 exceeds the 2 bytes left",
+            ),
+            (
+                npy_with_header(&header("<f4", "(3,)"), &[0; 8]),
+                "needs 12 bytes, found 8",
+            ),
+            (
+                npy_with_header(&header("<U3", "(1,)"), &[0; 12]),
+                "unsupported dtype '<U3'",
+            ),
+            (
+                npy_with_header(&header("<f4", "(-1,)"), &[]),
+                "unexpected `-`",
+            ),
+            (
+                npy_with_header(&header("<f4", "(99999999999, 99999999999)"), &[]),
+                "overflows",
+            ),
+            (
+                npy_with_header(
+                    "{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                    &[0; 4],
+                ),
+                "structured",
+            ),
+            (
+                npy_with_header("{'descr': '<f4', 'shape': (1,), }", &[0; 4]),
+                "missing key `fortran_order`",
+            ),
+            (
+                npy_with_header("{'descr': '<f4' 'fortran_order': False}", &[]),
+                "expected `,`",
+            ),
+            (npy_with_header(&"(".repeat(100), &[]), "nests too deep"),
+        ];
+        for (bytes, wanted) in cases {
+            let message = npy_message(from_bytes(&bytes, "test.npy"));
+            assert!(message.contains(wanted), "{wanted}: {message}");
+        }
+        match npz_from_bytes(b"not a zip", "test.npz") {
+            Err(DataError::Npy { file, message }) => {
+                assert_eq!(file, "test.npz");
+                assert!(message.contains("not a valid npz archive"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        for name in ["np2_be_f8.npy", "np2_object.npy", "np2_i8_v3.npy"] {
+            let bytes = std::fs::read(testdata(&format!("pickles/{name}"))).unwrap();
+            for cut in 0..bytes.len() {
+                let result = from_bytes(&bytes[..cut], "test.npy");
+                assert!(
+                    matches!(
+                        result,
+                        Err(DataError::Npy { .. } | DataError::Pickle { .. })
+                    ),
+                    "{name}[..{cut}]: {result:?}"
+                );
+            }
+        }
+        let npz = std::fs::read(testdata("pickles/np2_arrays_deflated.npz")).unwrap();
+        for cut in 0..npz.len() {
+            assert!(
+                npz_from_bytes(&npz[..cut], "test.npz").is_err(),
+                "npz[..{cut}]"
+            );
+        }
+    }
+}

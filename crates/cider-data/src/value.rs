@@ -1,0 +1,196 @@
+//! Python values as rebuilt by the restricted pickle reader, and NumPy arrays.
+//!
+//! Every array is held in C (row-major) order; readers convert Fortran-ordered input.
+
+use crate::error::DataError;
+
+/// A NumPy element type we can read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F64,
+    I64,
+    I32,
+    U8,
+    Bool,
+    /// `dtype('O')`: an array of Python objects (strings in MMSA files).
+    Object,
+}
+
+impl DType {
+    /// NumPy's name for the type (`"float32"`, `"int64"`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+            DType::I32 => "int32",
+            DType::U8 => "uint8",
+            DType::Bool => "bool",
+            DType::Object => "object",
+        }
+    }
+}
+
+/// The elements of an array, one variant per [`DType`], in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArrayData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    U8(Vec<u8>),
+    Bool(Vec<bool>),
+    Object(Vec<PyValue>),
+}
+
+impl ArrayData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            ArrayData::F32(v) => v.len(),
+            ArrayData::F64(v) => v.len(),
+            ArrayData::I64(v) => v.len(),
+            ArrayData::I32(v) => v.len(),
+            ArrayData::U8(v) => v.len(),
+            ArrayData::Bool(v) => v.len(),
+            ArrayData::Object(v) => v.len(),
+        }
+    }
+
+    /// True when the array holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            ArrayData::F32(_) => DType::F32,
+            ArrayData::F64(_) => DType::F64,
+            ArrayData::I64(_) => DType::I64,
+            ArrayData::I32(_) => DType::I32,
+            ArrayData::U8(_) => DType::U8,
+            ArrayData::Bool(_) => DType::Bool,
+            ArrayData::Object(_) => DType::Object,
+        }
+    }
+}
+
+/// An n-dimensional NumPy array in C order. `data.len()` always equals the product of `shape`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumpyArray {
+    shape: Vec<usize>,
+    data: ArrayData,
+}
+
+impl NumpyArray {
+    /// Builds an array, checking that the element count matches the shape.
+    pub fn new(shape: Vec<usize>, data: ArrayData) -> Result<Self, DataError> {
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| DataError::ArrayShape {
+                shape: shape.clone(),
+                len: data.len(),
+            })?;
+        if expected != data.len() {
+            return Err(DataError::ArrayShape {
+                shape,
+                len: data.len(),
+            });
+        }
+        Ok(Self { shape, data })
+    }
+
+    /// The dimensions, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements in C order.
+    pub fn data(&self) -> &ArrayData {
+        &self.data
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// Consumes the array, returning shape and elements.
+    pub fn into_parts(self) -> (Vec<usize>, ArrayData) {
+        (self.shape, self.data)
+    }
+
+    /// The elements converted to `f32` (numeric and bool types only; `None` for objects).
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        Some(match &self.data {
+            ArrayData::F32(v) => v.clone(),
+            ArrayData::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            ArrayData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            ArrayData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            ArrayData::U8(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            ArrayData::Bool(v) => v.iter().map(|&x| f32::from(u8::from(x))).collect(),
+            ArrayData::Object(_) => return None,
+        })
+    }
+
+    /// The elements converted to `f64` (numeric and bool types only; `None` for objects).
+    pub fn to_f64(&self) -> Option<Vec<f64>> {
+        Some(match &self.data {
+            ArrayData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            ArrayData::F64(v) => v.clone(),
+            ArrayData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            ArrayData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            ArrayData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            ArrayData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+            ArrayData::Object(_) => return None,
+        })
+    }
+}
+
+/// A Python value rebuilt from a pickle. Only plain data: no object is ever constructed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyValue {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<PyValue>),
+    Tuple(Vec<PyValue>),
+    /// Key/value pairs in insertion order.
+    Dict(Vec<(PyValue, PyValue)>),
+    Array(NumpyArray),
+}
+
+impl PyValue {
+    /// A short name of the value's Python type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PyValue::None => "None",
+            PyValue::Bool(_) => "bool",
+            PyValue::Int(_) => "int",
+            PyValue::Float(_) => "float",
+            PyValue::Str(_) => "str",
+            PyValue::Bytes(_) => "bytes",
+            PyValue::List(_) => "list",
+            PyValue::Tuple(_) => "tuple",
+            PyValue::Dict(_) => "dict",
+            PyValue::Array(_) => "numpy.ndarray",
+        }
+    }
+
+    /// Looks up a string key in a dict value; `None` if this is not a dict or the key is absent.
+    pub fn get(&self, key: &str) -> Option<&PyValue> {
+        match self {
+            PyValue::Dict(items) => items
+                .iter()
+                .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}

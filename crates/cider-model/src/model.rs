@@ -1,0 +1,487 @@
+//! The CIDer network up to the joint representation `r` (spec §5.0-§5.7), plus the
+//! reconstruction decoders (§5.9). The causal classifier (MCM) and the pass outputs of §5.10
+//! live in `cider-causal`, which wraps this network.
+
+use burn::module::{Initializer, Module};
+use burn::nn::{Gru, GruConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use crate::ModelError;
+use crate::bert::Bert;
+use crate::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
+use crate::decoder::{Decoders, DecodersConfig, Reconstruction};
+use crate::mct::{Mct, MctConfig, MctOutput};
+use crate::pooling::{NaiveAttention, NaiveAttentionConfig};
+use crate::projection::{
+    ResidualProjection, ResidualProjectionConfig, TemporalProjection, TemporalProjectionConfig,
+};
+use crate::wsam::{Wsam, WsamConfig};
+
+/// Text features given directly (MMSA's pre-extracted `text`), no encoder weights.
+#[derive(Module, Debug, Clone)]
+pub struct PrecomputedText {
+    /// Expected feature width `d_l`.
+    pub d_l: usize,
+}
+
+/// The text encoder producing `X_l` `[batch, T_l, d_l]`.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum TextEncoder<B: Backend> {
+    /// A BERT fed with token ids (fine-tuned with the network).
+    Bert(Bert<B>),
+    /// Pre-extracted features passed through unchanged.
+    Precomputed(PrecomputedText),
+}
+
+/// The text of one view, in the form its [`TextEncoder`] takes.
+#[derive(Debug, Clone)]
+pub enum TextInput<B: Backend> {
+    /// MMSA `text_bert` rows for [`TextEncoder::Bert`], each `[batch, T_l]`.
+    Tokens {
+        /// Word-piece ids.
+        ids: Tensor<B, 2, Int>,
+        /// 1 on real tokens (incl. `[CLS]`/`[SEP]`), 0 on padding.
+        attention_mask: Tensor<B, 2>,
+        /// Segment ids.
+        token_types: Tensor<B, 2, Int>,
+    },
+    /// Features `[batch, T_l, d_l]` for [`TextEncoder::Precomputed`].
+    Features(Tensor<B, 3>),
+}
+
+impl<B: Backend> TextInput<B> {
+    /// Splits the reference's float `[batch, 3, T_l]` text tensor (rows: ids, attention mask,
+    /// segment ids) into [`TextInput::Tokens`].
+    pub fn from_bert_rows(rows: Tensor<B, 3>) -> Self {
+        let [batch, _, t_l] = rows.dims();
+        let row = |i: usize| rows.clone().slice([0..batch, i..i + 1, 0..t_l]).reshape([batch, t_l]);
+        TextInput::Tokens {
+            ids: row(0).int(),
+            attention_mask: row(1),
+            token_types: row(2).int(),
+        }
+    }
+}
+
+/// One view of a batch (complete, missing or counterfactual).
+#[derive(Debug, Clone)]
+pub struct ViewInput<B: Backend> {
+    /// The text.
+    pub text: TextInput<B>,
+    /// Audio features `[batch, T_a, d_a]`.
+    pub audio: Tensor<B, 3>,
+    /// Vision features `[batch, T_v, d_v]`.
+    pub vision: Tensor<B, 3>,
+}
+
+/// The original input masks and text lengths; every pass uses these, never the missing masks
+/// (spec §5.10).
+#[derive(Debug, Clone)]
+pub struct InputMasks<B: Backend> {
+    /// Text mask `m_t` `[batch, T_l]` (the attention-mask row).
+    pub text: Tensor<B, 2>,
+    /// Audio length mask `m_a` `[batch, T_a]`.
+    pub audio: Tensor<B, 2>,
+    /// Vision length mask `m_v` `[batch, T_v]`.
+    pub vision: Tensor<B, 2>,
+    /// `text_len` `[batch]` (tokens incl. `[CLS]` and `[SEP]`).
+    pub text_len: Tensor<B, 1, Int>,
+}
+
+/// What one forward pass of the network produces.
+#[derive(Debug, Clone)]
+pub struct NetworkOutput<B: Backend> {
+    /// Joint representation `r` `[batch, 3D]`.
+    pub joint_rep: Tensor<B, 2>,
+    /// Raw scores of the last MCT layer `[batch·H, 3L, 3L]`.
+    pub attn: Tensor<B, 3>,
+    /// The text encoder's output `X_l` `[batch, T_l, d_l]` (not detached).
+    pub text_features: Tensor<B, 3>,
+    /// The MCT output segments `Z_l, Z_a, Z_v`, input of the decoders.
+    pub fused: MctOutput<B>,
+}
+
+/// The CIDer network without its classifier.
+#[derive(Module, Debug)]
+pub struct CiderNetwork<B: Backend> {
+    /// BERT or precomputed text features.
+    pub text_encoder: TextEncoder<B>,
+    /// `proj_l: d_l → D`.
+    pub proj_l: TemporalProjection<B>,
+    /// `proj_a: d_a → D`.
+    pub proj_a: TemporalProjection<B>,
+    /// `proj_v: d_v → D`.
+    pub proj_v: TemporalProjection<B>,
+    /// WSAM for audio (run only for unaligned input).
+    pub wsam_a: Wsam<B>,
+    /// WSAM for vision (run only for unaligned input).
+    pub wsam_v: Wsam<B>,
+    /// `GRU_t` over `P_l`.
+    pub gru_l: Gru<B>,
+    /// `GRU_a` over `S_a`.
+    pub gru_a: Gru<B>,
+    /// `GRU_v` over `S_v`.
+    pub gru_v: Gru<B>,
+    /// The Multimodal Composite Transformer.
+    pub mct: Mct<B>,
+    /// Pooling of `Z_l`.
+    pub pool_l: NaiveAttention<B>,
+    /// Pooling of `Z_a`.
+    pub pool_a: NaiveAttention<B>,
+    /// Pooling of `Z_v`.
+    pub pool_v: NaiveAttention<B>,
+    /// `r = h + proj2(Dropout(ReLU(proj1(h))))`.
+    pub residual: ResidualProjection<B>,
+    /// Reconstruction decoders of the missing view.
+    pub decoders: Decoders<B>,
+    /// Aligned input skips WSAM.
+    pub alignment: Alignment,
+    /// Expected input sizes `[T_l, T_a, T_v, d_l, d_a, d_v]`.
+    pub input_dims: [usize; 6],
+}
+
+impl NetworkConfig {
+    /// Builds the network with the initialisation of spec §5.11.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] when [`NetworkConfig::validate`] fails.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CiderNetwork<B>, ModelError> {
+        self.validate()?;
+        let d = self.embed_dim;
+        let text_encoder = match &self.text_encoder {
+            TextEncoderConfig::Bert(bert) => TextEncoder::Bert(bert.init(device)?),
+            TextEncoderConfig::Precomputed => {
+                TextEncoder::Precomputed(PrecomputedText { d_l: self.d_l })
+            }
+        };
+        let bound = 1.0 / (d as f64).sqrt();
+        let gru = GruConfig::new(d, d, true).with_initializer(Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        });
+        let projection = |d_input| TemporalProjectionConfig::new(d_input, d).init(device);
+        let pool = || NaiveAttentionConfig::new(d).init(device);
+        Ok(CiderNetwork {
+            text_encoder,
+            proj_l: projection(self.d_l),
+            proj_a: projection(self.d_a),
+            proj_v: projection(self.d_v),
+            wsam_a: WsamConfig::new(d).init(device),
+            wsam_v: WsamConfig::new(d).init(device),
+            gru_l: gru.init(device),
+            gru_a: gru.init(device),
+            gru_v: gru.init(device),
+            mct: MctConfig::new(d, self.num_heads, self.multimodal_layers)
+                .with_attn_dropout(self.attn_dropout)
+                .with_relu_dropout(self.relu_dropout)
+                .with_res_dropout(self.res_dropout)
+                .with_embed_dropout(self.embed_dropout)
+                .with_positional(self.positional)
+                .with_max_positions(self.max_positions)
+                .init(device),
+            pool_l: pool(),
+            pool_a: pool(),
+            pool_v: pool(),
+            residual: ResidualProjectionConfig::new(3 * d)
+                .with_dropout(self.out_dropout)
+                .init(device),
+            decoders: DecodersConfig::new(
+                d, self.t_l, self.t_a, self.t_v, self.d_l, self.d_a, self.d_v,
+            )
+            .init(device),
+            alignment: self.alignment,
+            input_dims: [self.t_l, self.t_a, self.t_v, self.d_l, self.d_a, self.d_v],
+        })
+    }
+}
+
+impl<B: Backend> CiderNetwork<B> {
+    /// One forward pass (`forward_once` of spec §5.0 without the classifier).
+    ///
+    /// # Shapes
+    /// - view: text `[batch, T_l]` tokens or `[batch, T_l, d_l]` features, audio
+    ///   `[batch, T_a, d_a]`, vision `[batch, T_v, d_v]`
+    /// - masks: see [`InputMasks`]
+    /// - output: see [`NetworkOutput`]
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when the text kind does not fit the encoder or a shape does not
+    /// fit the configuration.
+    pub fn forward(
+        &self,
+        view: ViewInput<B>,
+        masks: &InputMasks<B>,
+    ) -> Result<NetworkOutput<B>, ModelError> {
+        self.check_inputs(&view, masks)?;
+        let x_l = self.encode_text(view.text)?; // [B, T_l, d_l]
+        let p_l = self.proj_l.forward(x_l.clone()); // [B, T_l, D]
+        let p_a = self.proj_a.forward(view.audio); // [B, T_a, D]
+        let p_v = self.proj_v.forward(view.vision); // [B, T_v, D]
+        let (s_a, s_v) = match self.alignment {
+            Alignment::Aligned => (p_a, p_v), // [B, T_l, D] each
+            Alignment::Unaligned => {
+                let wsam = |module: &Wsam<B>, x: Tensor<B, 3>, x_mask: &Tensor<B, 2>| {
+                    module.forward(
+                        p_l.clone(),
+                        x,
+                        masks.text.clone(),
+                        x_mask.clone(),
+                        masks.text_len.clone(),
+                    )
+                };
+                (
+                    wsam(&self.wsam_a, p_a, &masks.audio),  // [B, T_l, D]
+                    wsam(&self.wsam_v, p_v, &masks.vision), // [B, T_l, D]
+                )
+            }
+        };
+        let g_l = self.gru_l.forward(p_l, None); // [B, T_l, D]
+        let g_a = self.gru_a.forward(s_a, None); // [B, T_l, D]
+        let g_v = self.gru_v.forward(s_v, None); // [B, T_l, D]
+        let fused = self.mct.forward(g_l, g_a, g_v); // 3 × [B, L, D], scores [B·H, 3L, 3L]
+        let h = Tensor::cat(
+            vec![
+                self.pool_l.forward(fused.text.clone()),   // [B, D]
+                self.pool_a.forward(fused.audio.clone()),  // [B, D]
+                self.pool_v.forward(fused.vision.clone()), // [B, D]
+            ],
+            1,
+        ); // [B, 3D]
+        let joint_rep = self.residual.forward(h); // [B, 3D]
+        Ok(NetworkOutput {
+            joint_rep,
+            attn: fused.scores.clone(),
+            text_features: x_l,
+            fused,
+        })
+    }
+
+    /// Reconstructs the inputs from a pass's MCT output (spec §5.9).
+    pub fn reconstruct(&self, fused: &MctOutput<B>) -> Reconstruction<B> {
+        self.decoders.forward(
+            fused.text.clone(),
+            fused.audio.clone(),
+            fused.vision.clone(),
+        )
+    }
+
+    /// Runs the text encoder.
+    fn encode_text(&self, text: TextInput<B>) -> Result<Tensor<B, 3>, ModelError> {
+        match (&self.text_encoder, text) {
+            (
+                TextEncoder::Bert(bert),
+                TextInput::Tokens {
+                    ids,
+                    attention_mask,
+                    token_types,
+                },
+            ) => Ok(bert.forward(ids, attention_mask, token_types)), // [B, T_l, d_l]
+            (TextEncoder::Precomputed(_), TextInput::Features(features)) => Ok(features),
+            (TextEncoder::Bert(_), TextInput::Features(_)) => Err(input_error(
+                "text",
+                "the BERT text encoder needs token ids, got precomputed features".into(),
+            )),
+            (TextEncoder::Precomputed(_), TextInput::Tokens { .. }) => Err(input_error(
+                "text",
+                "the precomputed text encoder needs features, got token ids".into(),
+            )),
+        }
+    }
+
+    /// Checks every input shape against the configuration, and the batch size against the
+    /// positional table in [`PositionalMode::BatchIndex`].
+    fn check_inputs(&self, view: &ViewInput<B>, masks: &InputMasks<B>) -> Result<(), ModelError> {
+        let [t_l, t_a, t_v, d_l, d_a, d_v] = self.input_dims;
+        let batch = view.audio.dims()[0];
+        let expect = |what: &str, got: Vec<usize>, want: Vec<usize>| {
+            if got == want {
+                Ok(())
+            } else {
+                Err(input_error(
+                    what,
+                    format!("expected shape {want:?}, got {got:?}"),
+                ))
+            }
+        };
+        match &view.text {
+            TextInput::Tokens {
+                ids,
+                attention_mask,
+                token_types,
+            } => {
+                expect("text ids", ids.dims().to_vec(), vec![batch, t_l])?;
+                expect(
+                    "text attention mask",
+                    attention_mask.dims().to_vec(),
+                    vec![batch, t_l],
+                )?;
+                expect("text token types", token_types.dims().to_vec(), vec![batch, t_l])?;
+            }
+            TextInput::Features(x) => expect("text", x.dims().to_vec(), vec![batch, t_l, d_l])?,
+        }
+        expect("audio", view.audio.dims().to_vec(), vec![batch, t_a, d_a])?;
+        expect("vision", view.vision.dims().to_vec(), vec![batch, t_v, d_v])?;
+        expect("text mask", masks.text.dims().to_vec(), vec![batch, t_l])?;
+        expect("audio mask", masks.audio.dims().to_vec(), vec![batch, t_a])?;
+        expect("vision mask", masks.vision.dims().to_vec(), vec![batch, t_v])?;
+        expect("text_len", masks.text_len.dims().to_vec(), vec![batch])?;
+        let table_rows = self.mct.pe.dims()[0];
+        if self.mct.positional == PositionalMode::BatchIndex && batch > table_rows {
+            return Err(input_error(
+                "batch",
+                format!(
+                    "batch size {batch} exceeds the {table_rows} rows of the batch-indexed \
+                     positional table"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn input_error(what: &str, message: String) -> ModelError {
+    ModelError::Input {
+        what: what.to_string(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexDevice;
+    use burn::tensor::{Distribution, TensorData};
+
+    type TB = Flex;
+
+
+    /// `B = 2`, `T_l = 4`, `T_a = 6`, `T_v = 5`, `d = 6 / 3 / 2`, `D = 8`, `H = 2`.
+    fn config(alignment: Alignment) -> NetworkConfig {
+        let (t_a, t_v) = match alignment {
+            Alignment::Aligned => (4, 4),
+            Alignment::Unaligned => (6, 5),
+        };
+        NetworkConfig::new(6, 3, 2, 4, t_a, t_v, alignment)
+            .with_embed_dim(8)
+            .with_num_heads(2)
+            .with_multimodal_layers(1)
+    }
+
+    fn inputs(config: &NetworkConfig, device: &FlexDevice) -> (ViewInput<TB>, InputMasks<TB>) {
+        TB::seed(device, 11);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let view = ViewInput {
+            text: TextInput::Features(Tensor::random([2, config.t_l, config.d_l], normal, device)),
+            audio: Tensor::random([2, config.t_a, config.d_a], normal, device),
+            vision: Tensor::random([2, config.t_v, config.d_v], normal, device),
+        };
+        let prefix = |len: usize, lens: [usize; 2]| {
+            let values: Vec<f32> = lens
+                .iter()
+                .flat_map(|&n| (0..len).map(move |t| if t < n { 1.0 } else { 0.0 }))
+                .collect();
+            Tensor::<TB, 2>::from_data(TensorData::new(values, [2, len]), device)
+        };
+        let masks = InputMasks {
+            text: prefix(config.t_l, [4, 3]),
+            audio: prefix(config.t_a, [config.t_a, 2]),
+            vision: prefix(config.t_v, [1, config.t_v]),
+            text_len: Tensor::from_ints([4, 3], device),
+        };
+        (view, masks)
+    }
+
+    #[test]
+    fn forward_shapes() {
+        let device = FlexDevice;
+        for alignment in [Alignment::Aligned, Alignment::Unaligned] {
+            let config = config(alignment);
+            let network = config.init::<TB>(&device).expect("valid config");
+            let (view, masks) = inputs(&config, &device);
+            let out = network.forward(view, &masks).expect("valid input");
+            assert_eq!(out.joint_rep.dims(), [2, 24]);
+            assert_eq!(out.attn.dims(), [4, 12, 12]);
+            assert_eq!(out.text_features.dims(), [2, 4, 6]);
+            let recon = network.reconstruct(&out.fused);
+            assert_eq!(recon.text.dims(), [2, 4, 6]);
+            assert_eq!(recon.audio.dims(), [2, config.t_a, 3]);
+            assert_eq!(recon.vision.dims(), [2, config.t_v, 2]);
+        }
+    }
+
+    /// The audio length mask only reaches the network through WSAM, which aligned input skips.
+    #[test]
+    fn audio_mask_matters_only_when_unaligned() {
+        let device = FlexDevice;
+        for (alignment, should_change) in [(Alignment::Aligned, false), (Alignment::Unaligned, true)]
+        {
+            let config = config(alignment);
+            let network = config.init::<TB>(&device).expect("valid config");
+            let (view, masks) = inputs(&config, &device);
+            let mut other = masks.clone();
+            other.audio = other.audio.zeros_like();
+            let a = network.forward(view.clone(), &masks).expect("valid input").joint_rep;
+            let b = network.forward(view, &other).expect("valid input").joint_rep;
+            let diff: f32 = (a - b).abs().max().into_scalar();
+            assert_eq!(diff > 1e-6, should_change, "{alignment:?}: diff {diff}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let device = FlexDevice;
+        let config = config(Alignment::Unaligned);
+        let network = config.init::<TB>(&device).expect("valid config");
+        let (view, masks) = inputs(&config, &device);
+        let what = |r: Result<NetworkOutput<TB>, ModelError>| match r {
+            Err(ModelError::Input { what, .. }) => what,
+            other => panic!("expected an input error, got {other:?}"),
+        };
+
+        let tokens = ViewInput {
+            text: TextInput::from_bert_rows(Tensor::zeros([2, 3, 4], &device)),
+            ..view.clone()
+        };
+        assert_eq!(what(network.forward(tokens, &masks)), "text");
+
+        let short_audio = ViewInput {
+            audio: Tensor::zeros([2, 5, 3], &device),
+            ..view.clone()
+        };
+        assert_eq!(what(network.forward(short_audio, &masks)), "audio");
+
+        let mut bad_masks = masks.clone();
+        bad_masks.text_len = Tensor::from_ints([4, 3, 2], &device);
+        assert_eq!(what(network.forward(view.clone(), &bad_masks)), "text_len");
+
+        let small_table = config.with_max_positions(1).init::<TB>(&device).expect("valid");
+        assert_eq!(what(small_table.forward(view, &masks)), "batch");
+    }
+
+    #[test]
+    fn from_bert_rows_splits_ids_mask_and_segments() {
+        let device = FlexDevice;
+        let rows = Tensor::<TB, 3>::from_floats(
+            [[[101.0, 7.0, 102.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]]],
+            &device,
+        );
+        let TextInput::Tokens {
+            ids,
+            attention_mask,
+            token_types,
+        } = TextInput::from_bert_rows(rows)
+        else {
+            panic!("expected tokens");
+        };
+        let ints = |t: Tensor<TB, 2, Int>| t.into_data().convert::<i64>().to_vec::<i64>().expect("ints");
+        assert_eq!(ints(ids), [101, 7, 102]);
+        assert_eq!(ints(token_types), [0, 0, 1]);
+        assert_eq!(
+            attention_mask.into_data().to_vec::<f32>().expect("floats"),
+            [1.0, 1.0, 1.0]
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! WSAM, the Word-level Self-aligned Attention Module (spec §5.3; the reference's
+//! `CompressedMultiheadAttention`): maps an unaligned audio or vision sequence onto the text
+//! length `T_l` with one masked attention head whose queries are the projected words.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{Bool, Int, Tensor};
+
+/// Configuration of a [`Wsam`].
+#[derive(Config, Debug)]
+pub struct WsamConfig {
+    /// Width `D` of queries, keys and values.
+    pub d_model: usize,
+}
+
+/// One WSAM (single head, width `D`, no attention dropout).
+///
+/// `q = P_l W_qᵀ + b_q`, `k = P_x W_kᵀ + b_k`, `v = P_x W_vᵀ + b_v`, `q ← q·D^(−1/2)`;
+/// `P = masked_softmax(q kᵀ)`; `S_x = (P v) W_oᵀ + b_o`.
+#[derive(Module, Debug)]
+pub struct Wsam<B: Backend> {
+    /// Packed `W_in` `[D, 3D]` (columns `[q | k | v]`) and `b_in` `[3D]`.
+    pub in_proj: Linear<B>,
+    /// Output projection `Linear(D → D)` with bias.
+    pub out_proj: Linear<B>,
+    /// Width `D`.
+    pub d_model: usize,
+}
+
+impl WsamConfig {
+    /// Initialises a [`Wsam`]: Xavier-uniform weights over the packed `[3D, D]` input matrix and
+    /// the output matrix, zero biases (spec §5.11).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Wsam<B> {
+        let d = self.d_model;
+        Wsam {
+            in_proj: xavier_linear(d, 3 * d, device),
+            out_proj: xavier_linear(d, d, device),
+            d_model: d,
+        }
+    }
+}
+
+/// A `Linear(d_input → d_output)` with Xavier-uniform weight and zero bias.
+pub(crate) fn xavier_linear<B: Backend>(
+    d_input: usize,
+    d_output: usize,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut layer = LinearConfig::new(d_input, d_output)
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device);
+    layer.bias = Some(Initializer::Zeros.init([d_output], device));
+    layer
+}
+
+impl<B: Backend> Wsam<B> {
+    /// Aligns `key_value` onto the text positions.
+    ///
+    /// # Shapes
+    /// - query `P_l`: `[batch, T_l, D]`
+    /// - key_value `P_x`: `[batch, T_x, D]`
+    /// - text_mask `m_t`: `[batch, T_l]` (1 = real token, including `[CLS]`/`[SEP]`)
+    /// - x_mask `m_x`: `[batch, T_x]` (input length mask, 1 = real frame)
+    /// - text_len: `[batch]` (the `[SEP]` sits at `text_len − 1`)
+    /// - output `S_x`: `[batch, T_l, D]`
+    pub fn forward(
+        &self,
+        query: Tensor<B, 3>,
+        key_value: Tensor<B, 3>,
+        text_mask: Tensor<B, 2>,
+        x_mask: Tensor<B, 2>,
+        text_len: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 3> {
+        self.forward_with_weights(query, key_value, text_mask, x_mask, text_len)
+            .0
+    }
+
+    /// [`Wsam::forward`] that also returns the attention probabilities `P`
+    /// `[batch, T_l, T_x]` (rows sum to 1, or to 0 for `[CLS]`, `[SEP]`, padding and rows whose
+    /// sample has no frame).
+    pub fn forward_with_weights(
+        &self,
+        query: Tensor<B, 3>,
+        key_value: Tensor<B, 3>,
+        text_mask: Tensor<B, 2>,
+        x_mask: Tensor<B, 2>,
+        text_len: Tensor<B, 1, Int>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let d = self.d_model;
+        let weight = self.in_proj.weight.val(); // [D, 3D]
+        let bias = self.in_proj.bias.as_ref().map(|b| b.val()); // [3D]
+        let part = |x: Tensor<B, 3>, i: usize| {
+            let cols = i * d..(i + 1) * d;
+            linear(
+                x,
+                weight.clone().slice([0..d, cols.clone()]),
+                bias.clone().map(|b| b.slice([cols])),
+            )
+        };
+        let scale = (d as f64).powf(-0.5);
+        let q = part(query, 0).mul_scalar(scale); // [B, T_l, D]
+        let k = part(key_value.clone(), 1); // [B, T_x, D]
+        let v = part(key_value, 2); // [B, T_x, D]
+        let scores = q.matmul(k.swap_dims(1, 2)); // [B, T_l, T_x]
+
+        let allowed = allowed_pairs(text_mask, x_mask, text_len); // [B, T_l, T_x]
+        let probs = masked_softmax(scores, allowed); // [B, T_l, T_x]
+        let out = self.out_proj.forward(probs.clone().matmul(v)); // [B, T_l, D]
+        (out, probs)
+    }
+}
+
+/// The WSAM mask `M`: `M[b,i,j] = m_t'[b,i] · m_x[b,j]`, where `m_t'` is the text mask with the
+/// `[SEP]` (`text_len − 1`) and the `[CLS]` (position 0) cleared.
+///
+/// As in the reference, `text_len = 0` clears the last position (Python index −1), and a
+/// `text_len` beyond `T_l` clears nothing.
+///
+/// # Shapes
+/// - text_mask: `[batch, T_l]`, x_mask: `[batch, T_x]`, text_len: `[batch]`
+/// - output: `[batch, T_l, T_x]`, true where attention is allowed
+fn allowed_pairs<B: Backend>(
+    text_mask: Tensor<B, 2>,
+    x_mask: Tensor<B, 2>,
+    text_len: Tensor<B, 1, Int>,
+) -> Tensor<B, 3, Bool> {
+    let [batch, t_l] = text_mask.dims();
+    let device = text_mask.device();
+    let positions = Tensor::<B, 1, Int>::arange(0..t_l as i64, &device).reshape([1, t_l]); // [1, T_l]
+    let sep = text_len
+        .add_scalar(t_l as i64 - 1)
+        .remainder_scalar(t_l as i64)
+        .reshape([batch, 1]); // [B, 1]
+    let special = positions.clone().equal(sep).bool_or(positions.equal_elem(0)); // [B, T_l]
+    let rows = text_mask.greater_elem(0.0).bool_and(special.bool_not()); // [B, T_l]
+    let cols = x_mask.greater_elem(0.0); // [B, T_x]
+    let t_x = cols.dims()[1];
+    rows.unsqueeze_dim::<3>(2)
+        .expand([batch, t_l, t_x])
+        .bool_and(cols.unsqueeze_dim::<3>(1).expand([batch, t_l, t_x])) // [B, T_l, T_x]
+}
+
+/// Softmax over the last axis restricted to the `allowed` entries; rows with no allowed entry
+/// become all-zero. The reference adds −1e9 to blocked scores and multiplies the probabilities
+/// by the mask, which gives the same numbers.
+///
+/// # Shapes
+/// - scores: `[..., N]`
+/// - allowed: broadcastable to the shape of scores (e.g. `[1, 1, N, N]` against `[B, H, N, N]`)
+/// - output: the shape of scores
+pub(crate) fn masked_softmax<B: Backend, const D: usize>(
+    scores: Tensor<B, D>,
+    allowed: Tensor<B, D, Bool>,
+) -> Tensor<B, D> {
+    let shape = scores.shape();
+    let row_empty = allowed.clone().any_dim(D - 1).bool_not(); // [..., 1]
+    // A finite fill keeps fully blocked rows free of NaN, also in the backward pass; blocked
+    // entries of other rows get exactly 0 from exp, and empty rows are cleared below.
+    let blocked = allowed.bool_not().expand(shape.clone());
+    let probs = softmax(scores.mask_fill(blocked, f32::MIN), D - 1); // [..., N]
+    probs.mask_fill(row_empty.expand(shape), 0.0) // [..., N]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    type TB = Flex;
+
+    #[test]
+    fn init_matches_reference_scheme() {
+        let device = Default::default();
+        let wsam = WsamConfig::new(32).init::<TB>(&device);
+        assert_eq!(wsam.num_params(), 4_224);
+        // Xavier-uniform over the packed [3D, D] matrix: bound sqrt(6 / (D + 3D)).
+        let bound = (6.0f32 / 128.0).sqrt();
+        wsam.in_proj.weight.to_data().assert_within_range(-bound..bound);
+        let zeros = TensorData::zeros::<f32, _>([96]);
+        let bias = wsam.in_proj.bias.as_ref().map(|b| b.to_data());
+        assert_eq!(bias, Some(zeros));
+    }
+
+    /// Two samples, `T_l = 6`, `T_x = 5`. Sample 0: text length 5 (`[CLS]` w w w `[SEP]` pad),
+    /// 3 frames. Sample 1: text length 6, no frame at all.
+    fn example(device: &burn::backend::flex::FlexDevice) -> (Tensor<TB, 3>, Tensor<TB, 3>) {
+        TB::seed(device, 7);
+        let wsam = WsamConfig::new(4).init::<TB>(device);
+        let query = Tensor::<TB, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), device);
+        let key_value = Tensor::<TB, 3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), device);
+        let text_mask = Tensor::<TB, 2>::from_floats(
+            [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [1.0; 6]],
+            device,
+        );
+        let x_mask = Tensor::<TB, 2>::from_floats(
+            [[1.0, 1.0, 1.0, 0.0, 0.0], [0.0; 5]],
+            device,
+        );
+        let text_len = Tensor::<TB, 1, Int>::from_ints([5, 6], device);
+        let (out, probs) = wsam.forward_with_weights(query, key_value, text_mask, x_mask, text_len);
+        let bias = wsam.out_proj.bias.as_ref().expect("out_proj has a bias").val();
+        (out - bias.reshape([1, 1, 4]), probs)
+    }
+
+    #[test]
+    fn row_sums_are_zero_for_cls_sep_padding_and_empty_samples() {
+        let device = Default::default();
+        let (_, probs) = example(&device);
+        let sums = probs.clone().sum_dim(2).reshape([2, 6]);
+        sums.into_data().assert_approx_eq::<f32>(
+            &TensorData::from([[0.0f32, 1.0, 1.0, 1.0, 0.0, 0.0], [0.0; 6]]),
+            Tolerance::default(),
+        );
+        // Padded frames (columns 3, 4 of sample 0) never get probability.
+        let padded = probs.slice([0..1, 0..6, 3..5]);
+        padded.into_data().assert_approx_eq::<f32>(
+            &TensorData::zeros::<f32, _>([1, 6, 2]),
+            Tolerance::default(),
+        );
+    }
+
+    #[test]
+    fn fully_masked_rows_equal_the_output_bias() {
+        let device = Default::default();
+        let (out_minus_bias, _) = example(&device);
+        let rows = |b: usize, i: usize| out_minus_bias.clone().slice([b..b + 1, i..i + 1, 0..4]);
+        for (b, i) in [(0, 0), (0, 4), (0, 5), (1, 0), (1, 3), (1, 5)] {
+            rows(b, i).into_data().assert_approx_eq::<f32>(
+                &TensorData::zeros::<f32, _>([1, 1, 4]),
+                Tolerance::default(),
+            );
+        }
+        // A word row with frames is not just the bias.
+        let word: f32 = rows(0, 1).abs().sum().into_scalar();
+        assert!(word > 1e-4, "word row equals the bias");
+    }
+
+    #[test]
+    fn zero_text_len_clears_the_last_position_like_python() {
+        let device = Default::default();
+        let allowed = allowed_pairs::<TB>(
+            Tensor::ones([1, 4], &device),
+            Tensor::ones([1, 2], &device),
+            Tensor::from_ints([0], &device),
+        );
+        let rows: Vec<bool> = allowed
+            .any_dim(2)
+            .into_data()
+            .to_vec::<bool>()
+            .expect("bool data");
+        assert_eq!(rows, [false, true, true, false]);
+    }
+}

@@ -1,0 +1,41 @@
+//! Fuzzes the restricted pickle machine, the joblib reader and the `.npy` reader with arbitrary
+//! bytes: each must return a value or a typed `DataError`, never panic, hang or exhaust memory.
+//!
+//! The reader modules of `crates/cider-data` are compiled into this target directly (`#[path]`)
+//! rather than through the `cider-data` crate, whose Burn dependency would otherwise be built
+//! with sanitizer instrumentation for every fuzzing session. They only use each other, `value`
+//! and `error`. Run with `cargo +nightly fuzz run pickle_reader` (docs/fuzzing.md).
+
+#![no_main]
+
+#[path = "../../crates/cider-data/src/error.rs"]
+#[allow(dead_code)]
+mod error;
+#[path = "../../crates/cider-data/src/joblib.rs"]
+#[allow(dead_code)]
+mod joblib;
+#[path = "../../crates/cider-data/src/npy.rs"]
+#[allow(dead_code)]
+mod npy;
+#[path = "../../crates/cider-data/src/pickle.rs"]
+#[allow(dead_code)]
+mod pickle;
+#[path = "../../crates/cider-data/src/pickle_write.rs"]
+#[allow(dead_code)]
+mod pickle_write;
+#[path = "../../crates/cider-data/src/value.rs"]
+#[allow(dead_code)]
+mod value;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // A value that reads back must also survive a write / read round trip.
+    if let Ok(value) = pickle::from_bytes(data, "fuzz-input") {
+        let bytes = pickle_write::to_bytes(&value).expect("a read value can be written");
+        let again = pickle::from_bytes(&bytes, "fuzz-roundtrip").expect("written pickle reads");
+        assert_eq!(format!("{again:?}"), format!("{value:?}"));
+    }
+    let _ = joblib::from_bytes(data, "fuzz-input");
+    let _ = npy::from_bytes(data, "fuzz-input");
+});

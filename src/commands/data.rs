@@ -1,0 +1,353 @@
+//! `cider data …`: inspect a dataset file, write the synthetic dataset, write evaluation masks.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use cider_data::bias::{self, BiasRule};
+use cider_data::dataset::{Dataset, Split, Task};
+use cider_data::missing::{self, EvalMissing};
+use cider_data::synth::{self, Layout, SynthConfig, Variant};
+use cider_data::value::{ArrayData, NumpyArray};
+
+use crate::error::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Print per-split sample counts, shapes, class counts and feature sums of a dataset file.
+    Inspect(InspectArgs),
+    /// Write the built-in synthetic dataset as an MMSA-layout pickle.
+    Synth(SynthArgs),
+    /// Write the evaluation masks, masked inputs and counterfactual ids of one split as `.npy`.
+    Mask(MaskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An MMSA pickle (`aligned_50.pkl`, `unaligned_50.pkl`) or a CIDer joblib dump.
+    file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Layout: mosi-aligned, mosi-unaligned, mosei-aligned or mosei-unaligned.
+    #[arg(long, default_value = "mosi-unaligned")]
+    layout: Layout,
+    /// iid, or ood (test split with shifted class priors and shortcut words).
+    #[arg(long, default_value = "iid")]
+    variant: Variant,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Use MOSI's split sizes (1284 / 229 / 686) instead of the smaller defaults.
+    #[arg(long)]
+    mosi_size: bool,
+    /// Also write 768-d precomputed `text` features.
+    #[arg(long)]
+    text_features: bool,
+    /// Output pickle.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Evaluation missing modes (spec §3.3).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// One rate over all valid positions of all modalities.
+    Rmfm,
+    /// One rate per modality: `--rate P_T,P_A,P_V` (SMM uses rates 0 and 1).
+    RmfmSame,
+    /// Whole modalities dropped per sample.
+    Rmm,
+    /// Time steps dropped in all modalities at once (aligned data).
+    Tmfm,
+    /// One block of time steps dropped (aligned data).
+    Stmfm,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TaskArg {
+    /// 3 classes (negative, neutral, positive).
+    Binary,
+    /// 7 classes.
+    Seven,
+}
+
+impl From<TaskArg> for Task {
+    fn from(task: TaskArg) -> Self {
+        match task {
+            TaskArg::Binary => Task::Binary,
+            TaskArg::Seven => Task::Seven,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BiasRuleArg {
+    /// The reference's rule (stale cv for tokens never seen negative or positive).
+    Parity,
+    /// Such tokens are skipped.
+    Clean,
+}
+
+impl From<BiasRuleArg> for BiasRule {
+    fn from(rule: BiasRuleArg) -> Self {
+        match rule {
+            BiasRuleArg::Parity => BiasRule::Parity,
+            BiasRuleArg::Clean => BiasRule::Clean,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MaskArgs {
+    /// An MMSA pickle or CIDer joblib dump.
+    file: PathBuf,
+    /// Split to mask.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Missing mode.
+    #[arg(long, value_enum, default_value = "rmfm")]
+    mode: ModeArg,
+    /// Missing rate(s) in [0, 1]: one value, or three (text, audio, vision) for rmfm-same.
+    #[arg(long, value_delimiter = ',', required = true)]
+    rate: Vec<f64>,
+    /// NumPy legacy seed of the evaluation masks.
+    #[arg(long, default_value_t = missing::DEFAULT_MISSING_SEED)]
+    seed: u32,
+    /// Task whose labels define the bias words.
+    #[arg(long, value_enum, default_value = "binary")]
+    task: TaskArg,
+    /// Number of bias words kept.
+    #[arg(long, default_value_t = 100)]
+    bias_thresh: usize,
+    /// Bias-word rule for tokens never seen with a negative or positive label.
+    #[arg(long, value_enum, default_value = "parity")]
+    bias_rule: BiasRuleArg,
+    /// Output folder (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(command: DataCommand) -> Result<(), CliError> {
+    match command {
+        DataCommand::Inspect(args) => inspect(&args),
+        DataCommand::Synth(args) => write_synth(&args),
+        DataCommand::Mask(args) => write_masks(&args),
+    }
+}
+
+/// The facts `cider data inspect` reports for one split.
+#[derive(Debug, Serialize)]
+struct SplitFacts {
+    n: usize,
+    text_bert: [usize; 3],
+    audio: [usize; 3],
+    vision: [usize; 3],
+    three_way_counts: [usize; 3],
+    audio_nonfinite: usize,
+    audio_sum: f64,
+    vision_sum: f64,
+}
+
+impl SplitFacts {
+    fn of(split: &Split) -> Self {
+        let d = split.dims;
+        SplitFacts {
+            n: split.n,
+            text_bert: [split.n, 3, d.t_l],
+            audio: [split.n, d.t_a, d.d_a],
+            vision: [split.n, d.t_v, d.d_v],
+            three_way_counts: split.three_way_counts(),
+            audio_nonfinite: split.audio_nonfinite,
+            audio_sum: split.audio_sum,
+            vision_sum: split.vision_sum,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Inspection {
+    file: String,
+    aligned: bool,
+    splits: serde_json::Map<String, serde_json::Value>,
+}
+
+fn inspect(args: &InspectArgs) -> Result<(), CliError> {
+    let dataset = Dataset::from_path(&args.file)?;
+    let mut splits = serde_json::Map::new();
+    for split in dataset.splits() {
+        let facts = serde_json::to_value(SplitFacts::of(split))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        splits.insert(split.name.clone(), facts);
+    }
+    if args.json {
+        let report = Inspection {
+            file: dataset.source.clone(),
+            aligned: dataset.aligned,
+            splits,
+        };
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Usage(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "{} ({})",
+        dataset.source,
+        if dataset.aligned {
+            "aligned"
+        } else {
+            "unaligned"
+        }
+    );
+    println!(
+        "{:<6} {:>6} {:>16} {:>16} {:>16} {:>16} {:>8} {:>16} {:>16}",
+        "split",
+        "n",
+        "text_bert",
+        "audio",
+        "vision",
+        "neg/neu/pos",
+        "-inf",
+        "audio sum",
+        "vision sum"
+    );
+    for split in dataset.splits() {
+        let f = SplitFacts::of(split);
+        let shape = |s: [usize; 3]| format!("{}x{}x{}", s[0], s[1], s[2]);
+        let c = f.three_way_counts;
+        println!(
+            "{:<6} {:>6} {:>16} {:>16} {:>16} {:>16} {:>8} {:>16.6} {:>16.6}",
+            split.name,
+            f.n,
+            shape(f.text_bert),
+            shape(f.audio),
+            shape(f.vision),
+            format!("{}/{}/{}", c[0], c[1], c[2]),
+            f.audio_nonfinite,
+            f.audio_sum,
+            f.vision_sum
+        );
+    }
+    Ok(())
+}
+
+fn write_synth(args: &SynthArgs) -> Result<(), CliError> {
+    let mut config = if args.mosi_size {
+        SynthConfig::mosi_size()
+    } else {
+        SynthConfig::default()
+    };
+    config.layout = args.layout;
+    config.variant = args.variant;
+    config.seed = args.seed;
+    config.text_features = args.text_features;
+    let dataset = synth::generate(&config)?;
+    write_pickle(&dataset, &args.out)?;
+    eprintln!(
+        "wrote {} ({} / {} / {} samples)",
+        args.out.display(),
+        dataset.train.n,
+        dataset.valid.n,
+        dataset.test.n
+    );
+    Ok(())
+}
+
+fn write_pickle(dataset: &Dataset, path: &Path) -> Result<(), CliError> {
+    let value = dataset.to_pyvalue()?;
+    cider_data::pickle_write::to_path(&value, path)?;
+    Ok(())
+}
+
+fn eval_mode(mode: ModeArg, rate: &[f64]) -> Result<EvalMissing, CliError> {
+    let single = || match rate {
+        [r] => Ok(*r),
+        _ => Err(CliError::Usage(format!(
+            "--rate: mode {mode:?} takes one rate, got {}",
+            rate.len()
+        ))),
+    };
+    Ok(match mode {
+        ModeArg::Rmfm => EvalMissing::Rmfm { rate: single()? },
+        ModeArg::Rmm => EvalMissing::Rmm { rate: single()? },
+        ModeArg::Tmfm => EvalMissing::Tmfm { rate: single()? },
+        ModeArg::Stmfm => EvalMissing::Stmfm { rate: single()? },
+        ModeArg::RmfmSame => match rate {
+            &[t, a, v] => EvalMissing::RmfmSame { rates: [t, a, v] },
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--rate: rmfm-same takes three rates (text,audio,vision), got {}",
+                    rate.len()
+                )));
+            }
+        },
+    })
+}
+
+fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
+    let mode = eval_mode(args.mode, &args.rate)?;
+    let dataset = Dataset::from_path(&args.file)?;
+    let split = dataset.split(&args.split)?;
+    let view = missing::eval_view(split, mode, args.seed)?;
+    let bias_words = bias::bias_words(
+        &dataset.train,
+        args.task.into(),
+        args.bias_thresh,
+        args.bias_rule.into(),
+    )?;
+    let cf_ids = bias::counterfactual_ids(&view.text_m_ids, &bias_words);
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
+    let d = split.dims;
+    let n = split.n;
+    let ids = |v: &[u32]| ArrayData::I64(v.iter().map(|&x| i64::from(x)).collect());
+    let arrays = [
+        ("text_m_ids", vec![n, d.t_l], ids(&view.text_m_ids)),
+        ("text_cf_ids", vec![n, d.t_l], ids(&cf_ids)),
+        (
+            "text_missing_mask",
+            vec![n, d.t_l],
+            ArrayData::U8(view.text_missing.clone()),
+        ),
+        (
+            "audio_missing_mask",
+            vec![n, d.t_a],
+            ArrayData::U8(view.audio_missing.clone()),
+        ),
+        (
+            "vision_missing_mask",
+            vec![n, d.t_v],
+            ArrayData::U8(view.vision_missing.clone()),
+        ),
+        (
+            "audio_m",
+            vec![n, d.t_a, d.d_a],
+            ArrayData::F32(view.audio_m.clone()),
+        ),
+        (
+            "vision_m",
+            vec![n, d.t_v, d.d_v],
+            ArrayData::F32(view.vision_m.clone()),
+        ),
+        ("bias_word_ids", vec![bias_words.len()], ids(&bias_words)),
+    ];
+    for (name, shape, data) in arrays {
+        let path = args.out.join(format!("{name}.npy"));
+        cider_data::npy::to_path(&NumpyArray::new(shape, data)?, &path)?;
+    }
+    eprintln!(
+        "wrote {} arrays of {} {} samples ({} rate {:?}) to {}",
+        8,
+        n,
+        args.split,
+        mode.name(),
+        args.rate,
+        args.out.display()
+    );
+    Ok(())
+}
