@@ -90,11 +90,37 @@ impl GoldenReport {
         self.entries
             .iter()
             .filter(|e| match &e.status {
-                GoldenStatus::Checked { max_abs_error, .. } => !(*max_abs_error <= tol),
+                GoldenStatus::Checked { max_abs_error, .. } => {
+                    max_abs_error.is_nan() || *max_abs_error > tol
+                }
                 GoldenStatus::ShapeMismatch { .. } | GoldenStatus::Unknown => true,
                 GoldenStatus::NotChecked { .. } => false,
             })
             .collect()
+    }
+
+    /// A plain-text table, one line per entry, marking each compared output `ok` or `FAIL`
+    /// at `tol`.
+    pub fn to_text(&self, tol: f64) -> String {
+        let width = self.entries.iter().map(|e| e.name.len()).max().unwrap_or(0);
+        let mut text = format!("{} ({}), tolerance {tol:e}\n", self.dir, self.config);
+        for e in &self.entries {
+            let line = match &e.status {
+                GoldenStatus::Checked { max_abs_error, .. } => {
+                    let verdict = if *max_abs_error <= tol { "ok" } else { "FAIL" };
+                    format!("{verdict:<4} max abs error {max_abs_error:.3e}")
+                }
+                GoldenStatus::ShapeMismatch { expected, actual } => {
+                    format!("FAIL shape {actual:?}, reference {expected:?}")
+                }
+                GoldenStatus::Unknown => "FAIL not produced by the model".to_string(),
+                GoldenStatus::NotChecked { reason } => format!("-    not checked: {reason}"),
+            };
+            text.push_str(&format!("{:<width$}  {line}\n", e.name));
+        }
+        let verdict = if self.passes(tol) { "PASS" } else { "FAIL" };
+        text.push_str(&format!("{verdict}\n"));
+        text
     }
 
     /// The largest error over the compared outputs (`None` if nothing was compared).
@@ -119,7 +145,10 @@ impl GoldenReport {
 /// # Errors
 /// [`ModelError`] when a file is missing or malformed, the weights do not fit, or an input has
 /// the wrong shape. Differences in the outputs are not errors: they are in the report.
-pub fn check_golden<B: Backend>(dir: &Path, device: &B::Device) -> Result<GoldenReport, ModelError> {
+pub fn check_golden<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<GoldenReport, ModelError> {
     let golden_path = dir.join("golden.json");
     let text = std::fs::read_to_string(&golden_path).map_err(|source| ModelError::Io {
         path: golden_path.clone(),
@@ -148,7 +177,10 @@ pub fn check_golden<B: Backend>(dir: &Path, device: &B::Device) -> Result<Golden
             .strip_prefix("output_")
             .and_then(|n| n.strip_suffix(".npy"))
             .ok_or_else(|| {
-                config_error(&source_name, &format!("output `{file}` is not output_*.npy"))
+                config_error(
+                    &source_name,
+                    &format!("output `{file}` is not output_*.npy"),
+                )
             })?;
         let status = match outputs.get(name) {
             None => GoldenStatus::Unknown,
@@ -190,7 +222,7 @@ fn config_error(source_name: &str, message: &str) -> ModelError {
 
 /// The model configuration of a golden folder: `hyper_parameters` (reference argument names)
 /// and the BERT config. The reference has the batch-indexed positional term.
-fn golden_config(golden: &Value, source_name: &str) -> Result<CiderConfig, ModelError> {
+pub fn golden_config(golden: &Value, source_name: &str) -> Result<CiderConfig, ModelError> {
     let hp = golden
         .get("hyper_parameters")
         .ok_or_else(|| config_error(source_name, "missing object `hyper_parameters`"))?;
@@ -275,14 +307,16 @@ impl<B: Backend> GoldenInputs<B> {
         let lengths_file = "input_text_lengths.npy";
         let lengths = npy::from_path(dir.join(lengths_file))?;
         let text_len = match lengths.to_f64() {
-            Some(values) if lengths.shape().len() == 1 => values
-                .into_iter()
-                .map(|v| v as i64)
-                .collect::<Vec<i64>>(),
+            Some(values) if lengths.shape().len() == 1 => {
+                values.into_iter().map(|v| v as i64).collect::<Vec<i64>>()
+            }
             _ => {
                 return Err(input_error(
                     lengths_file,
-                    format!("expected a 1-D numeric array, got shape {:?}", lengths.shape()),
+                    format!(
+                        "expected a 1-D numeric array, got shape {:?}",
+                        lengths.shape()
+                    ),
                 ));
             }
         };
@@ -319,7 +353,7 @@ impl<B: Backend> GoldenInputs<B> {
 }
 
 /// Reads a float `.npy` of rank `D` into a tensor.
-fn float_input<B: Backend, const D: usize>(
+pub fn float_input<B: Backend, const D: usize>(
     dir: &Path,
     file: &str,
     device: &B::Device,
@@ -370,7 +404,10 @@ impl Outputs {
         view: &ViewOutput<B>,
     ) -> Result<(), ModelError> {
         self.put(&format!("{prefix}pred{suffix}"), view.pred.to_data())?;
-        self.put(&format!("{prefix}joint_rep{suffix}"), view.joint_rep.to_data())?;
+        self.put(
+            &format!("{prefix}joint_rep{suffix}"),
+            view.joint_rep.to_data(),
+        )?;
         self.put(&format!("{prefix}attn{suffix}"), view.attn.to_data())
     }
 
@@ -430,13 +467,22 @@ fn compare(
         });
     }
     let values = reference.to_f64().ok_or_else(|| {
-        input_error(file, format!("expected a numeric array, got {}", reference.dtype().name()))
+        input_error(
+            file,
+            format!("expected a numeric array, got {}", reference.dtype().name()),
+        )
     })?;
     let max_abs_error = ours
         .iter()
         .zip(&values)
         .map(|(&a, &b)| (f64::from(a) - b).abs())
-        .fold(0.0f64, |m, e| if m.is_nan() || e.is_nan() { f64::NAN } else { m.max(e) });
+        .fold(0.0f64, |m, e| {
+            if m.is_nan() || e.is_nan() {
+                f64::NAN
+            } else {
+                m.max(e)
+            }
+        });
     Ok(GoldenStatus::Checked {
         shape: shape.clone(),
         max_abs_error,
@@ -480,6 +526,63 @@ mod tests {
         );
         assert!(report.passes(1e-4), "{report:#?}");
         eprintln!("{name}: max abs error {:?}", report.max_abs_error());
+    }
+
+    #[test]
+    fn report_fails_on_large_nan_misshaped_and_unknown_outputs() {
+        let entry = |name: &str, status| GoldenEntry {
+            name: name.into(),
+            status,
+        };
+        let checked = |e| GoldenStatus::Checked {
+            shape: vec![2],
+            max_abs_error: e,
+        };
+        let mut report = GoldenReport {
+            dir: "d".into(),
+            config: "c".into(),
+            entries: vec![
+                entry("a", checked(5e-5)),
+                entry(
+                    "t",
+                    GoldenStatus::NotChecked {
+                        reason: "later".into(),
+                    },
+                ),
+            ],
+        };
+        assert!(report.passes(1e-4));
+        assert!(!report.passes(1e-5));
+        assert_eq!(report.max_abs_error(), Some(5e-5));
+        for bad in [
+            checked(f64::NAN),
+            GoldenStatus::ShapeMismatch {
+                expected: vec![2],
+                actual: vec![3],
+            },
+            GoldenStatus::Unknown,
+        ] {
+            report.entries.push(entry("bad", bad));
+            let failures: Vec<&str> = report
+                .failures(1e-4)
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect();
+            assert_eq!(failures, ["bad"]);
+            report.entries.pop();
+        }
+        let text = report.to_text(1e-4);
+        assert!(text.contains("a  ok   max abs error 5.000e-5"), "{text}");
+        assert!(text.ends_with("PASS\n"), "{text}");
+        let json = serde_json::to_value(&report).expect("serialisable");
+        assert_eq!(json["entries"][0]["status"], "checked");
+        assert_eq!(json["entries"][1]["reason"], "later");
+    }
+
+    #[test]
+    fn missing_folder_is_an_io_error() {
+        let err = check_golden::<Flex>(&golden_dir("no-such-config"), &Default::default());
+        assert!(matches!(err, Err(ModelError::Io { .. })), "{err:?}");
     }
 
     #[test]

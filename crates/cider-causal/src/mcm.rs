@@ -164,7 +164,7 @@ impl<B: Backend> Mcm<B> {
         let mixture = self.heads.iter().enumerate().fold(
             cls_probs.zeros_like(), // [B, C]
             |acc, (i, head)| {
-                let z_i = confounders.clone().slice([i..i + 1]).reshape([batch, width]); // [B, 3D]
+                let z_i = confounders.clone().narrow(0, i, 1).reshape([batch, width]); // [B, 3D]
                 let logits = head.forward(Tensor::cat(vec![joint_rep.clone(), z_i], 1)); // [B, C]
                 let prior = cls_probs.clone().slice([0..batch, i..i + 1]); // [B, 1]
                 acc + softmax(logits, 1) * prior // [B, C]
@@ -225,9 +225,15 @@ mod tests {
         assert_eq!(mcm.phi_l.num_params(), 26_720);
         assert_eq!(mcm.phi_a.num_params(), 2_304);
         assert_eq!(mcm.phi_v.num_params(), 2_784);
-        assert_eq!(mcm.heads.iter().map(|h| h.num_params()).sum::<usize>(), 1_737);
+        assert_eq!(
+            mcm.heads.iter().map(|h| h.num_params()).sum::<usize>(),
+            1_737
+        );
         let seven = McmConfig::new(32, 768, 5, 20, 7).init::<TB>(&device);
-        assert_eq!(seven.heads.iter().map(|h| h.num_params()).sum::<usize>(), 9_457);
+        assert_eq!(
+            seven.heads.iter().map(|h| h.num_params()).sum::<usize>(),
+            9_457
+        );
         // The cross-dataset LayerNorms carry no parameters.
         let cross = McmConfig::new(32, 768, 5, 20, 3)
             .with_confounder_norm(ConfounderNorm::LayerNorm)
@@ -259,24 +265,32 @@ mod tests {
         w0[0][0] = 2.0;
         let mut w1 = [[0.0f32; 2]; 6];
         w1[3][0] = 1.0;
-        set(&mut mcm.heads[0], Tensor::from_floats(w0, &device), Tensor::zeros([2], &device));
-        set(&mut mcm.heads[1], Tensor::from_floats(w1, &device), Tensor::zeros([2], &device));
+        set(
+            &mut mcm.heads[0],
+            Tensor::from_floats(w0, &device),
+            Tensor::zeros([2], &device),
+        );
+        set(
+            &mut mcm.heads[1],
+            Tensor::from_floats(w1, &device),
+            Tensor::zeros([2], &device),
+        );
 
         let r = Tensor::<TB, 2>::from_floats([[1.0, 0.0, 0.0]], &device);
         // cls_feats [C = 2, B = 1, 3]: z₀ = (5, 1, 1) (only φ_l(z₀ˡ) = 5 reaches head 0, which
         // ignores it), z₁ = (ln 3, 2, 2).
-        let feats = Tensor::<TB, 3>::from_floats(
-            [[[5.0, 1.0, 1.0]], [[3f32.ln(), 2.0, 2.0]]],
-            &device,
-        );
+        let feats =
+            Tensor::<TB, 3>::from_floats([[[5.0, 1.0, 1.0]], [[3f32.ln(), 2.0, 2.0]]], &device);
         let probs = Tensor::<TB, 2>::from_floats([[0.25, 0.75]], &device);
         let e2 = 2f64.exp();
         let p0 = 0.25 * e2 / (e2 + 1.0) + 0.75 * 0.75;
         let p1 = 0.25 / (e2 + 1.0) + 0.75 * 0.25;
-        mcm.forward(r, feats, probs).into_data().assert_approx_eq::<f32>(
-            &TensorData::from([[p0.ln() as f32, p1.ln() as f32]]),
-            Tolerance::absolute(1e-6),
-        );
+        mcm.forward(r, feats, probs)
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &TensorData::from([[p0.ln() as f32, p1.ln() as f32]]),
+                Tolerance::absolute(1e-6),
+            );
     }
 
     /// Cross-dataset φ: `Linear → LN → ReLU → Linear → LN → ReLU → Linear`, LayerNorm without

@@ -569,7 +569,12 @@ fn read_split(value: PyValue, name: &str, source: &str) -> Result<ReadSplit, Dat
     let (t_a, d_a) = (audio.shape()[1], audio.shape()[2]);
     let (t_v, d_v) = (vision.shape()[1], vision.shape()[2]);
 
-    let (text_ids, text_mask, text_segment, text_len) = read_text_bert(&f, &text_bert, n, t_l)?;
+    let TextRows {
+        ids: text_ids,
+        mask: text_mask,
+        segment: text_segment,
+        text_len,
+    } = read_text_bert(&f, &text_bert, n, t_l)?;
     drop(text_bert);
 
     let audio_lengths = f.optional_numbers("audio_lengths")?;
@@ -726,15 +731,22 @@ fn read_split(value: PyValue, name: &str, source: &str) -> Result<ReadSplit, Dat
     })
 }
 
+/// The rows of `text_bert`, each `[N, T_l]`, and the text lengths `[N]`.
+struct TextRows {
+    ids: Vec<u32>,
+    mask: Vec<u8>,
+    segment: Vec<u8>,
+    text_len: Vec<usize>,
+}
+
 /// Splits `text_bert [N, 3, T_l]` into ids, attention mask and segments, and validates them: ids
 /// are integers, the mask is a 0/1 prefix covering at least `[CLS]` and `[SEP]`.
-#[allow(clippy::type_complexity)]
 fn read_text_bert(
     f: &Fields,
     text_bert: &NumpyArray,
     n: usize,
     t_l: usize,
-) -> Result<(Vec<u32>, Vec<u8>, Vec<u8>, Vec<usize>), DataError> {
+) -> Result<TextRows, DataError> {
     let values = text_bert.to_f64().unwrap_or_default();
     let mut ids = Vec::with_capacity(n * t_l);
     let mut mask = Vec::with_capacity(n * t_l);
@@ -792,7 +804,12 @@ fn read_text_bert(
             segment.push(v as u8);
         }
     }
-    Ok((ids, mask, segment, text_len))
+    Ok(TextRows {
+        ids,
+        mask,
+        segment,
+        text_len,
+    })
 }
 
 fn split_to_pyvalue(split: &Split, aligned: bool) -> Result<PyValue, DataError> {
@@ -872,6 +889,9 @@ fn split_to_pyvalue(split: &Split, aligned: bool) -> Result<PyValue, DataError> 
 mod tests {
     use super::*;
 
+    /// The key/value pairs of a split dict.
+    type Entries = Vec<(PyValue, PyValue)>;
+
     fn array(shape: Vec<usize>, data: ArrayData) -> PyValue {
         PyValue::Array(NumpyArray::new(shape, data).unwrap())
     }
@@ -881,7 +901,7 @@ mod tests {
     }
 
     /// An aligned split of two samples, `T = 4`, `d_a = 2`, `d_v = 1`: texts of 3 and 4 tokens.
-    fn aligned_split(scores: [f32; 2]) -> Vec<(PyValue, PyValue)> {
+    fn aligned_split(scores: [f32; 2]) -> Entries {
         let text_bert = vec![
             101., 2204., 102., 0., 1., 1., 1., 0., 0., 0., 0., 0., //
             101., 2919., 2204., 102., 1., 1., 1., 1., 0., 0., 0., 0.,
@@ -909,7 +929,7 @@ mod tests {
         ]
     }
 
-    fn file(split: Vec<(PyValue, PyValue)>) -> PyValue {
+    fn file(split: Entries) -> PyValue {
         PyValue::Dict(
             SPLIT_NAMES
                 .iter()
@@ -918,11 +938,7 @@ mod tests {
         )
     }
 
-    fn replace(
-        mut split: Vec<(PyValue, PyValue)>,
-        name: &str,
-        value: PyValue,
-    ) -> Vec<(PyValue, PyValue)> {
+    fn replace(mut split: Entries, name: &str, value: PyValue) -> Entries {
         split.retain(|(k, _)| k != &key(name));
         split.push((key(name), value));
         split
@@ -990,7 +1006,7 @@ mod tests {
         assert_eq!(again.train, data.train);
     }
 
-    fn error_of(split: Vec<(PyValue, PyValue)>) -> String {
+    fn error_of(split: Entries) -> String {
         Dataset::from_pyvalue(file(split), "bad.pkl")
             .unwrap_err()
             .to_string()
@@ -1000,7 +1016,7 @@ mod tests {
     fn bad_inputs_name_the_file_the_key_and_the_expectation() {
         let base = || aligned_split([1.0, -1.0]);
         let nan_vision = array(vec![2, 4, 1], ArrayData::F32(vec![f32::NAN; 8]));
-        let cases: Vec<(Vec<(PyValue, PyValue)>, &[&str])> = vec![
+        let cases: Vec<(Entries, &[&str])> = vec![
             (
                 base()
                     .into_iter()

@@ -115,14 +115,13 @@ impl NetworkConfig {
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return fail(format!("{name} must be at least 1"));
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return fail(format!(
                 "embed_dim {} is not a multiple of num_heads {}",
                 self.embed_dim, self.num_heads
             ));
         }
-        if self.alignment == Alignment::Aligned && (self.t_a != self.t_l || self.t_v != self.t_l)
-        {
+        if self.alignment == Alignment::Aligned && (self.t_a != self.t_l || self.t_v != self.t_l) {
             return fail(format!(
                 "aligned input needs t_a = t_v = t_l, got t_l {}, t_a {}, t_v {}",
                 self.t_l, self.t_a, self.t_v
@@ -170,7 +169,13 @@ mod tests {
         let c = mosi_unaligned();
         assert_eq!((c.embed_dim, c.multimodal_layers, c.num_heads), (32, 3, 8));
         assert_eq!(
-            [c.attn_dropout, c.out_dropout, c.embed_dropout, c.relu_dropout, c.res_dropout],
+            [
+                c.attn_dropout,
+                c.out_dropout,
+                c.embed_dropout,
+                c.relu_dropout,
+                c.res_dropout
+            ],
             [0.0, 0.3, 0.2, 0.1, 0.1]
         );
         assert_eq!(c.positional, PositionalMode::BatchIndex);
@@ -191,7 +196,10 @@ mod tests {
     #[test]
     fn invalid_values_are_named() {
         rejects(mosi_unaligned().with_num_heads(5), "num_heads");
-        rejects(mosi_unaligned().with_multimodal_layers(0), "multimodal_layers");
+        rejects(
+            mosi_unaligned().with_multimodal_layers(0),
+            "multimodal_layers",
+        );
         rejects(mosi_unaligned().with_out_dropout(1.0), "out_dropout");
         rejects(
             NetworkConfig::new(768, 5, 20, 50, 375, 500, Alignment::Aligned),

@@ -116,7 +116,7 @@ impl<B: Backend> Decoders<B> {
         z_v: Tensor<B, 3>,
     ) -> Reconstruction<B> {
         Reconstruction {
-            text: self.text.forward(z_l),   // [B, T_l, d_l]
+            text: self.text.forward(z_l),     // [B, T_l, d_l]
             audio: self.audio.forward(z_a),   // [B, T_a, d_a]
             vision: self.vision.forward(z_v), // [B, T_v, d_v]
         }
@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::module::Param;
-    use burn::tensor::{Tolerance, TensorData};
+    use burn::tensor::{TensorData, Tolerance};
 
     type TB = Flex;
 

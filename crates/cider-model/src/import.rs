@@ -316,7 +316,11 @@ mod tests {
         // GRU `t`: blocks r, z, n of weight_ih_l0 / bias_hh_l0.
         let (_, w_ih) = file.get_f32("t.weight_ih_l0").expect("key");
         let (_, b_hh) = file.get_f32("t.bias_hh_l0").expect("key");
-        let gates = [&net.gru_l.reset_gate, &net.gru_l.update_gate, &net.gru_l.new_gate];
+        let gates = [
+            &net.gru_l.reset_gate,
+            &net.gru_l.update_gate,
+            &net.gru_l.new_gate,
+        ];
         for (g, gate) in gates.into_iter().enumerate() {
             let rows = g * 32..(g + 1) * 32;
             assert_eq!(
@@ -386,7 +390,9 @@ mod tests {
         };
         assert!(unexpected.is_empty(), "{unexpected:?}");
         assert!(
-            missing.iter().all(|k| k.starts_with("multimodal_transformer.layers.2.")),
+            missing
+                .iter()
+                .all(|k| k.starts_with("multimodal_transformer.layers.2.")),
             "{missing:?}"
         );
         // 32 keys per MCT layer: in-proj 2, 7 branch projections 14, s_l/s_a/s_v 6,

@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod error;
 pub mod hf;
 pub mod import;
+pub mod losses;
 pub mod mct;
 pub mod model;
 pub mod pooling;

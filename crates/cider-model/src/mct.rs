@@ -70,9 +70,7 @@ impl<B: Backend> BranchMasks<B> {
                 let mut values = Vec::with_capacity(n * n);
                 for i in 0..n {
                     for j in 0..n {
-                        values.push(
-                            members[i / segment_len] && members[j / segment_len],
-                        );
+                        values.push(members[i / segment_len] && members[j / segment_len]);
                     }
                 }
                 Tensor::from_data(TensorData::new(values, [1, 1, n, n]), device)
@@ -244,7 +242,9 @@ impl MctLayerConfig {
                 .init(device),
             fc1: xavier_linear(d, 4 * d, device),
             fc2: xavier_linear(4 * d, d, device),
-            layer_norms: (0..2).map(|_| LayerNormConfig::new(d).init(device)).collect(),
+            layer_norms: (0..2)
+                .map(|_| LayerNormConfig::new(d).init(device))
+                .collect(),
             relu_dropout: DropoutConfig::new(self.relu_dropout).init(),
             res_dropout: DropoutConfig::new(self.res_dropout).init(),
         }
@@ -368,13 +368,10 @@ impl<B: Backend> Mct<B> {
         let [batch, l, d] = text.dims();
         let x = self.embed(Tensor::cat(vec![text, audio, vision], 1)); // [B, 3L, D]
         let masks = BranchMasks::new(l, &x.device());
-        let mut x = x;
-        let mut scores = None;
-        for layer in &self.layers {
-            let (next, layer_scores) = layer.forward(x, &masks); // [B, 3L, D]
-            x = next;
-            scores = Some(layer_scores);
-        }
+        let (x, scores) = self.layers.iter().fold((x, None), |(x, _), layer| {
+            let (x, scores) = layer.forward(x, &masks); // [B, 3L, D], [B·H, 3L, 3L]
+            (x, Some(scores))
+        });
         let x = self.layer_norm.forward(x); // [B, 3L, D]
         let scores = scores.unwrap_or_else(|| Tensor::zeros([0, 3 * l, 3 * l], &x.device()));
         MctOutput {
@@ -396,10 +393,16 @@ impl<B: Backend> Mct<B> {
         let [batch, tokens, d] = x.dims();
         let term = match self.positional {
             PositionalMode::BatchIndex => {
-                self.pe.clone().slice([0..batch, 0..d]).reshape([batch, 1, d]) // [B, 1, D]
+                self.pe
+                    .clone()
+                    .slice([0..batch, 0..d])
+                    .reshape([batch, 1, d]) // [B, 1, D]
             }
             PositionalMode::TimeIndex => {
-                self.pe.clone().slice([0..tokens, 0..d]).reshape([1, tokens, d]) // [1, N, D]
+                self.pe
+                    .clone()
+                    .slice([0..tokens, 0..d])
+                    .reshape([1, tokens, d]) // [1, N, D]
             }
         };
         self.embed_dropout.forward(x + term) // [B, N, D]
@@ -450,9 +453,18 @@ mod tests {
         let table = sinusoidal_table(3, 4);
         // ω_0 = 1, ω_1 = 10000^(-1/2) = 0.01.
         let expected = [
-            0.0f64, 1.0, 0.0, 1.0, //
-            1f64.sin(), 1f64.cos(), 0.01f64.sin(), 0.01f64.cos(), //
-            2f64.sin(), 2f64.cos(), 0.02f64.sin(), 0.02f64.cos(),
+            0.0f64,
+            1.0,
+            0.0,
+            1.0, //
+            1f64.sin(),
+            1f64.cos(),
+            0.01f64.sin(),
+            0.01f64.cos(), //
+            2f64.sin(),
+            2f64.cos(),
+            0.02f64.sin(),
+            0.02f64.cos(),
         ];
         for (got, want) in table.iter().zip(expected) {
             assert!((f64::from(*got) - want).abs() < 1e-7, "{got} vs {want}");
@@ -481,7 +493,10 @@ mod tests {
                     };
                     let token = &out[(b * tokens + t) * d..(b * tokens + t + 1) * d];
                     for (got, want) in token.iter().zip(row(p)) {
-                        assert!((got - f64::from(*want)).abs() < 1e-7, "{mode:?} b {b} t {t}");
+                        assert!(
+                            (got - f64::from(*want)).abs() < 1e-7,
+                            "{mode:?} b {b} t {t}"
+                        );
                     }
                 }
             }
@@ -547,7 +562,8 @@ mod tests {
                                 let cols: Vec<usize> =
                                     (0..n).filter(|&j| name.contains(letter(j))).collect();
                                 for h in 0..heads {
-                                    let s: Vec<f64> = cols.iter().map(|&j| score(h, i, j)).collect();
+                                    let s: Vec<f64> =
+                                        cols.iter().map(|&j| score(h, i, j)).collect();
                                     let max = s.iter().cloned().fold(f64::MIN, f64::max);
                                     let z: f64 = s.iter().map(|v| (v - max).exp()).sum();
                                     for (&j, sj) in cols.iter().zip(&s) {
@@ -596,7 +612,7 @@ mod tests {
             .into_data()
             .to_vec::<bool>()
             .expect("bool data");
-        let inside = |t: usize| t < 2 || t >= 4;
+        let inside = |t: usize| !(2..4).contains(&t);
         for i in 0..6 {
             for j in 0..6 {
                 assert_eq!(lv[i * 6 + j], inside(i) && inside(j), "({i}, {j})");

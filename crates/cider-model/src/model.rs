@@ -20,10 +20,7 @@ use crate::wsam::{Wsam, WsamConfig};
 
 /// Text features given directly (MMSA's pre-extracted `text`), no encoder weights.
 #[derive(Module, Debug, Clone)]
-pub struct PrecomputedText {
-    /// Expected feature width `d_l`.
-    pub d_l: usize,
-}
+pub struct PrecomputedText;
 
 /// The text encoder producing `X_l` `[batch, T_l, d_l]`.
 #[derive(Module, Debug)]
@@ -56,7 +53,11 @@ impl<B: Backend> TextInput<B> {
     /// segment ids) into [`TextInput::Tokens`].
     pub fn from_bert_rows(rows: Tensor<B, 3>) -> Self {
         let [batch, _, t_l] = rows.dims();
-        let row = |i: usize| rows.clone().slice([0..batch, i..i + 1, 0..t_l]).reshape([batch, t_l]);
+        let row = |i: usize| {
+            rows.clone()
+                .slice([0..batch, i..i + 1, 0..t_l])
+                .reshape([batch, t_l])
+        };
         TextInput::Tokens {
             ids: row(0).int(),
             attention_mask: row(1),
@@ -152,9 +153,7 @@ impl NetworkConfig {
         let d = self.embed_dim;
         let text_encoder = match &self.text_encoder {
             TextEncoderConfig::Bert(bert) => TextEncoder::Bert(bert.init(device)?),
-            TextEncoderConfig::Precomputed => {
-                TextEncoder::Precomputed(PrecomputedText { d_l: self.d_l })
-            }
+            TextEncoderConfig::Precomputed => TextEncoder::Precomputed(PrecomputedText),
         };
         let bound = 1.0 / (d as f64).sqrt();
         let gru = GruConfig::new(d, d, true).with_initializer(Initializer::Uniform {
@@ -317,7 +316,11 @@ impl<B: Backend> CiderNetwork<B> {
                     attention_mask.dims().to_vec(),
                     vec![batch, t_l],
                 )?;
-                expect("text token types", token_types.dims().to_vec(), vec![batch, t_l])?;
+                expect(
+                    "text token types",
+                    token_types.dims().to_vec(),
+                    vec![batch, t_l],
+                )?;
             }
             TextInput::Features(x) => expect("text", x.dims().to_vec(), vec![batch, t_l, d_l])?,
         }
@@ -325,7 +328,11 @@ impl<B: Backend> CiderNetwork<B> {
         expect("vision", view.vision.dims().to_vec(), vec![batch, t_v, d_v])?;
         expect("text mask", masks.text.dims().to_vec(), vec![batch, t_l])?;
         expect("audio mask", masks.audio.dims().to_vec(), vec![batch, t_a])?;
-        expect("vision mask", masks.vision.dims().to_vec(), vec![batch, t_v])?;
+        expect(
+            "vision mask",
+            masks.vision.dims().to_vec(),
+            vec![batch, t_v],
+        )?;
         expect("text_len", masks.text_len.dims().to_vec(), vec![batch])?;
         let table_rows = self.mct.pe.dims()[0];
         if self.mct.positional == PositionalMode::BatchIndex && batch > table_rows {
@@ -356,7 +363,6 @@ mod tests {
     use burn::tensor::{Distribution, TensorData};
 
     type TB = Flex;
-
 
     /// `B = 2`, `T_l = 4`, `T_a = 6`, `T_v = 5`, `d = 6 / 3 / 2`, `D = 8`, `H = 2`.
     fn config(alignment: Alignment) -> NetworkConfig {
@@ -412,19 +418,40 @@ mod tests {
         }
     }
 
+    /// GRU weights and biases `U(±1/sqrt(D))` (spec §5.11).
+    #[test]
+    fn gru_init_range() {
+        let network = config(Alignment::Aligned)
+            .init::<TB>(&FlexDevice)
+            .expect("valid config");
+        let k = 1.0 / 8f32.sqrt();
+        for gate in [&network.gru_a.reset_gate, &network.gru_a.new_gate] {
+            gate.hidden_transform.weight.to_data().assert_within_range(-k..k);
+            let bias = gate.input_transform.bias.as_ref().expect("bias");
+            bias.to_data().assert_within_range(-k..k);
+        }
+    }
+
     /// The audio length mask only reaches the network through WSAM, which aligned input skips.
     #[test]
     fn audio_mask_matters_only_when_unaligned() {
         let device = FlexDevice;
-        for (alignment, should_change) in [(Alignment::Aligned, false), (Alignment::Unaligned, true)]
+        for (alignment, should_change) in
+            [(Alignment::Aligned, false), (Alignment::Unaligned, true)]
         {
             let config = config(alignment);
             let network = config.init::<TB>(&device).expect("valid config");
             let (view, masks) = inputs(&config, &device);
             let mut other = masks.clone();
             other.audio = other.audio.zeros_like();
-            let a = network.forward(view.clone(), &masks).expect("valid input").joint_rep;
-            let b = network.forward(view, &other).expect("valid input").joint_rep;
+            let a = network
+                .forward(view.clone(), &masks)
+                .expect("valid input")
+                .joint_rep;
+            let b = network
+                .forward(view, &other)
+                .expect("valid input")
+                .joint_rep;
             let diff: f32 = (a - b).abs().max().into_scalar();
             assert_eq!(diff > 1e-6, should_change, "{alignment:?}: diff {diff}");
         }
@@ -457,7 +484,10 @@ mod tests {
         bad_masks.text_len = Tensor::from_ints([4, 3, 2], &device);
         assert_eq!(what(network.forward(view.clone(), &bad_masks)), "text_len");
 
-        let small_table = config.with_max_positions(1).init::<TB>(&device).expect("valid");
+        let small_table = config
+            .with_max_positions(1)
+            .init::<TB>(&device)
+            .expect("valid");
         assert_eq!(what(small_table.forward(view, &masks)), "batch");
     }
 
@@ -476,7 +506,12 @@ mod tests {
         else {
             panic!("expected tokens");
         };
-        let ints = |t: Tensor<TB, 2, Int>| t.into_data().convert::<i64>().to_vec::<i64>().expect("ints");
+        let ints = |t: Tensor<TB, 2, Int>| {
+            t.into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .expect("ints")
+        };
         assert_eq!(ints(ids), [101, 7, 102]);
         assert_eq!(ints(token_types), [0, 0, 1]);
         assert_eq!(

@@ -53,7 +53,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::module::Param;
-    use burn::tensor::{Tolerance, TensorData};
+    use burn::tensor::{TensorData, Tolerance};
 
     type TB = Flex;
 
@@ -77,13 +77,13 @@ mod tests {
         pool.score.bias = Some(Param::from_tensor(Tensor::zeros([1], &device)));
         let z = Tensor::<TB, 3>::from_floats([[[1.0, 2.0], [3.0, 6.0]]], &device);
         // Equal scores ⇒ α = (½, ½) ⇒ g = mean = (2, 4).
-        pool.forward(z.clone()).into_data().assert_approx_eq::<f32>(
-            &TensorData::from([[2.0f32, 4.0]]),
-            Tolerance::default(),
-        );
+        pool.forward(z.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[2.0f32, 4.0]]), Tolerance::default());
 
         // W₁ picks the first feature: tanh(z₀) = (tanh 1, tanh 3); scores s = those values.
-        pool.hidden.weight = Param::from_tensor(Tensor::from_floats([[1.0, 0.0], [0.0, 0.0]], &device));
+        pool.hidden.weight =
+            Param::from_tensor(Tensor::from_floats([[1.0, 0.0], [0.0, 0.0]], &device));
         pool.hidden.bias = Some(Param::from_tensor(Tensor::zeros([2], &device)));
         let (s0, s1) = (1f32.tanh(), 3f32.tanh());
         let a1 = (s1.exp()) / (s0.exp() + s1.exp());

@@ -100,7 +100,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::module::Param;
-    use burn::tensor::{Tolerance, TensorData};
+    use burn::tensor::{TensorData, Tolerance};
 
     type TB = Flex;
 
@@ -136,15 +136,19 @@ mod tests {
         let device = Default::default();
         let mut res = ResidualProjectionConfig::new(2).init::<TB>(&device);
         // proj1 = identity with bias (-1, 0); proj2 = 2·identity, bias 0.5.
-        res.proj1.weight = Param::from_tensor(Tensor::from_floats([[1.0, 0.0], [0.0, 1.0]], &device));
-        res.proj1.bias = Some(Param::from_tensor(Tensor::from_floats([-1.0, 0.0], &device)));
-        res.proj2.weight = Param::from_tensor(Tensor::from_floats([[2.0, 0.0], [0.0, 2.0]], &device));
+        res.proj1.weight =
+            Param::from_tensor(Tensor::from_floats([[1.0, 0.0], [0.0, 1.0]], &device));
+        res.proj1.bias = Some(Param::from_tensor(Tensor::from_floats(
+            [-1.0, 0.0],
+            &device,
+        )));
+        res.proj2.weight =
+            Param::from_tensor(Tensor::from_floats([[2.0, 0.0], [0.0, 2.0]], &device));
         res.proj2.bias = Some(Param::from_tensor(Tensor::from_floats([0.5, 0.5], &device)));
         let h = Tensor::<TB, 2>::from_floats([[3.0, -2.0]], &device);
         // relu(h + (-1, 0)) = (2, 0); proj2 → (4.5, 0.5); r = h + that = (7.5, -1.5).
-        res.forward(h).into_data().assert_approx_eq::<f32>(
-            &TensorData::from([[7.5f32, -1.5]]),
-            Tolerance::default(),
-        );
+        res.forward(h)
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[7.5f32, -1.5]]), Tolerance::default());
     }
 }

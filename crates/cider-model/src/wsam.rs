@@ -135,7 +135,10 @@ fn allowed_pairs<B: Backend>(
         .add_scalar(t_l as i64 - 1)
         .remainder_scalar(t_l as i64)
         .reshape([batch, 1]); // [B, 1]
-    let special = positions.clone().equal(sep).bool_or(positions.equal_elem(0)); // [B, T_l]
+    let special = positions
+        .clone()
+        .equal(sep)
+        .bool_or(positions.equal_elem(0)); // [B, T_l]
     let rows = text_mask.greater_elem(0.0).bool_and(special.bool_not()); // [B, T_l]
     let cols = x_mask.greater_elem(0.0); // [B, T_x]
     let t_x = cols.dims()[1];
@@ -158,8 +161,8 @@ pub(crate) fn masked_softmax<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let shape = scores.shape();
     let row_empty = allowed.clone().any_dim(D - 1).bool_not(); // [..., 1]
-    // A finite fill keeps fully blocked rows free of NaN, also in the backward pass; blocked
-    // entries of other rows get exactly 0 from exp, and empty rows are cleared below.
+    // A finite fill (not −∞) keeps fully blocked rows free of NaN; blocked entries of other
+    // rows get exactly 0 from exp, and fully blocked rows are cleared below.
     let blocked = allowed.bool_not().expand(shape.clone());
     let probs = softmax(scores.mask_fill(blocked, f32::MIN), D - 1); // [..., N]
     probs.mask_fill(row_empty.expand(shape), 0.0) // [..., N]
@@ -180,7 +183,10 @@ mod tests {
         assert_eq!(wsam.num_params(), 4_224);
         // Xavier-uniform over the packed [3D, D] matrix: bound sqrt(6 / (D + 3D)).
         let bound = (6.0f32 / 128.0).sqrt();
-        wsam.in_proj.weight.to_data().assert_within_range(-bound..bound);
+        wsam.in_proj
+            .weight
+            .to_data()
+            .assert_within_range(-bound..bound);
         let zeros = TensorData::zeros::<f32, _>([96]);
         let bias = wsam.in_proj.bias.as_ref().map(|b| b.to_data());
         assert_eq!(bias, Some(zeros));
@@ -193,17 +199,17 @@ mod tests {
         let wsam = WsamConfig::new(4).init::<TB>(device);
         let query = Tensor::<TB, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), device);
         let key_value = Tensor::<TB, 3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), device);
-        let text_mask = Tensor::<TB, 2>::from_floats(
-            [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [1.0; 6]],
-            device,
-        );
-        let x_mask = Tensor::<TB, 2>::from_floats(
-            [[1.0, 1.0, 1.0, 0.0, 0.0], [0.0; 5]],
-            device,
-        );
+        let text_mask =
+            Tensor::<TB, 2>::from_floats([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [1.0; 6]], device);
+        let x_mask = Tensor::<TB, 2>::from_floats([[1.0, 1.0, 1.0, 0.0, 0.0], [0.0; 5]], device);
         let text_len = Tensor::<TB, 1, Int>::from_ints([5, 6], device);
         let (out, probs) = wsam.forward_with_weights(query, key_value, text_mask, x_mask, text_len);
-        let bias = wsam.out_proj.bias.as_ref().expect("out_proj has a bias").val();
+        let bias = wsam
+            .out_proj
+            .bias
+            .as_ref()
+            .expect("out_proj has a bias")
+            .val();
         (out - bias.reshape([1, 1, 4]), probs)
     }
 

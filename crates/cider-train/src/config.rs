@@ -1,0 +1,902 @@
+//! The training configuration (spec §6.3, §9): one TOML file, every key optional, defaults from
+//! spec §9.1 and the single-run set of §9.3 (MOSI, D 32, 3 MCT layers, 8 heads, λ_rep 0.5,
+//! λ_attn 0.1, λ_rec 0.6, batch 128, lr 1e-3, 200 epochs, patience 10, seed 1111).
+//!
+//! ```toml
+//! out_dir = "runs/synthetic"
+//! epochs = 20
+//!
+//! [data]
+//! source = "synthetic"      # or: source = "file", path = "MOSI/aligned_50.pkl"
+//! layout = "mosi-aligned"
+//!
+//! [model]
+//! num_heads = 4
+//! ```
+//!
+//! Unknown keys, wrong types and values out of range are refused with one line naming the file,
+//! the key (or the line) and what was expected. `key=value` overrides (`model.num_heads=4`,
+//! `data.layout=mosi-unaligned`) are applied on top of the file before it is checked.
+//! `docs/configuration.md` lists every key.
+
+use std::path::{Path, PathBuf};
+
+use cider_causal::counterfactual::TauSelection;
+use cider_causal::model::{CiderConfig, Classifier};
+use cider_causal::prototypes::TestPrototypes;
+use cider_data::DataError;
+use cider_data::bias::{BiasRule, DEFAULT_BIAS_THRESH};
+use cider_data::dataset::{Dataset, Dims, Task};
+use cider_data::missing::TrainRng;
+use cider_data::synth::{self, Layout, SynthConfig, Variant};
+use cider_model::bert::BertConfig;
+use cider_model::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
+use serde::{Deserialize, Serialize};
+
+/// A configuration that cannot be read or used. Displayed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Not TOML, an unknown key, or a value of the wrong type (`at` is `line L, column C` when
+    /// known).
+    #[error("{source_name}{at}: {message}")]
+    Parse {
+        source_name: String,
+        at: String,
+        message: String,
+    },
+
+    /// A malformed `key=value` override.
+    #[error("override `{text}`: {message}")]
+    Override { text: String, message: String },
+
+    /// A well-typed value that cannot be used (rate outside [0, 1], zero batch size…).
+    #[error("{source_name}: `{key}` {message}")]
+    Invalid {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Which split chooses the best epoch (spec §6.4, §11 item 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Selection {
+    /// Clean: the validation split's headline metric (MACI, missing rate 0).
+    #[default]
+    #[serde(rename = "valid")]
+    Validation,
+    /// The reference's first public commit: the *test* split's headline metric (leaks the test
+    /// labels into model selection; for comparison only).
+    #[serde(rename = "test-leak")]
+    TestLeak,
+}
+
+/// Which distillation the training step applies (the MSSD ablation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distillation {
+    /// MSSD (spec §6.1): complete pass, step, missing-view pass with the distillation and
+    /// reconstruction losses, step with accumulated gradients.
+    #[default]
+    Mssd,
+    /// No self-distillation: `λ_rep`, `λ_attn` and `λ_rec` are not used.
+    None,
+}
+
+/// The reconstruction loss `ℓ` of spec §6.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReconLoss {
+    /// Huber with β = 1 (the reference's only value).
+    #[default]
+    SmoothL1,
+    /// `|e|`.
+    L1,
+    /// `e²`.
+    Mse,
+}
+
+/// The positional term of the MCT (spec §11 item 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Positional {
+    /// Parity: the row of the sample's index in its batch, added to all its tokens.
+    #[default]
+    BatchIndex,
+    /// Corrected: `pe[t]` added to token `t`.
+    TimeIndex,
+}
+
+impl From<Positional> for PositionalMode {
+    fn from(p: Positional) -> Self {
+        match p {
+            Positional::BatchIndex => PositionalMode::BatchIndex,
+            Positional::TimeIndex => PositionalMode::TimeIndex,
+        }
+    }
+}
+
+/// Where `X_l` comes from (spec §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextEncoder {
+    /// The dataset's pre-extracted 768-d text features (`text`); no BERT.
+    #[default]
+    Precomputed,
+    /// A pretrained BERT read from `model.bert_dir` (a HuggingFace folder), fine-tuned.
+    Bert,
+}
+
+/// The complete training configuration. Every field has a default (see [`Default`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Run directory: checkpoints, `best/`, `metrics.csv`, `metrics.json`, `config.toml`.
+    pub out_dir: PathBuf,
+    /// Seed of the initialisation, the shuffling, dropout and the training masks (1111).
+    pub seed: u64,
+    /// `binary` (3 classes) or `seven`.
+    pub task: Task,
+    /// Maximum number of epochs (200).
+    pub epochs: usize,
+    /// Early-stopping patience in epochs (10): reset on a strict improvement of the selection
+    /// metric, decremented otherwise, training stops at 0.
+    pub patience: usize,
+    /// Batch size `B` of every split (128).
+    pub batch_size: usize,
+    /// Random-number path of the training masks: `fast` or `numpy_parity`.
+    pub train_rng: TrainRng,
+    /// Split whose headline metric picks the best epoch: `valid` or `test-leak`.
+    pub selection: Selection,
+    /// The dataset.
+    pub data: DataConfig,
+    /// The network.
+    pub model: ModelConfig,
+    /// The MSSD losses.
+    pub loss: LossConfig,
+    /// Adam.
+    pub optim: OptimConfig,
+    /// MACI: classifier, bias words, confounders, τ.
+    pub maci: MaciConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            out_dir: PathBuf::from("runs/cider"),
+            seed: 1111,
+            task: Task::Binary,
+            epochs: 200,
+            patience: 10,
+            batch_size: 128,
+            train_rng: TrainRng::Fast,
+            selection: Selection::Validation,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            maci: MaciConfig::default(),
+        }
+    }
+}
+
+/// Where the data comes from: `source = "synthetic"` (the default when `source` is absent) or
+/// `source = "file"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(remote = "Self")]
+pub enum DataConfig {
+    /// The built-in synthetic dataset (always with its 768-d precomputed text features, which
+    /// the text part of the prototypes needs).
+    Synthetic(SyntheticData),
+    /// An MMSA pickle (`aligned_50.pkl`, `unaligned_50.pkl`) or a CIDer joblib dump.
+    File(FileData),
+}
+
+impl Serialize for DataConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        DataConfig::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DataConfig {
+    /// The tagged form, with `source = "synthetic"` filled in when the table has no `source`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(deserializer)?;
+        table
+            .entry("source")
+            .or_insert_with(|| toml::Value::String("synthetic".into()));
+        DataConfig::deserialize(toml::Value::Table(table)).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig::Synthetic(SyntheticData::default())
+    }
+}
+
+/// `[data]` with `source = "synthetic"`: the fields of [`SynthConfig`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticData {
+    /// `mosi-aligned`, `mosi-unaligned`, `mosei-aligned` or `mosei-unaligned`.
+    pub layout: Layout,
+    /// `iid` or `ood` (shifted test split).
+    pub variant: Variant,
+    /// Seed of the data (independent of the training seed).
+    pub seed: u64,
+    /// Training samples.
+    pub n_train: usize,
+    /// Validation samples.
+    pub n_valid: usize,
+    /// Test samples.
+    pub n_test: usize,
+    /// Text signal `κ_l`.
+    pub text_strength: f64,
+    /// Audio signal `α_a`.
+    pub audio_strength: f64,
+    /// Vision signal `α_v`.
+    pub vision_strength: f64,
+    /// Label bias `b ∈ [0, 1]`.
+    pub label_bias: f64,
+    /// Language bias `λ ∈ [0, 1]`.
+    pub language_bias: f64,
+}
+
+impl Default for SyntheticData {
+    /// [`SynthConfig::default`]: MOSI aligned, OOD, 600 / 150 / 300 samples.
+    fn default() -> Self {
+        let s = SynthConfig::default();
+        Self {
+            layout: s.layout,
+            variant: s.variant,
+            seed: s.seed,
+            n_train: s.n_train,
+            n_valid: s.n_valid,
+            n_test: s.n_test,
+            text_strength: s.text_strength,
+            audio_strength: s.audio_strength,
+            vision_strength: s.vision_strength,
+            label_bias: s.label_bias,
+            language_bias: s.language_bias,
+        }
+    }
+}
+
+impl SyntheticData {
+    /// The generator configuration, with the text features on.
+    pub fn synth_config(&self) -> SynthConfig {
+        SynthConfig {
+            layout: self.layout,
+            variant: self.variant,
+            seed: self.seed,
+            n_train: self.n_train,
+            n_valid: self.n_valid,
+            n_test: self.n_test,
+            text_strength: self.text_strength,
+            audio_strength: self.audio_strength,
+            vision_strength: self.vision_strength,
+            label_bias: self.label_bias,
+            language_bias: self.language_bias,
+            text_features: true,
+        }
+    }
+}
+
+/// `[data]` with `source = "file"`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileData {
+    /// The dataset file (relative paths are relative to the working directory).
+    pub path: PathBuf,
+}
+
+impl DataConfig {
+    /// Reads or generates the dataset.
+    pub fn load(&self) -> Result<Dataset, DataError> {
+        match self {
+            DataConfig::Synthetic(s) => synth::generate(&s.synth_config()),
+            DataConfig::File(f) => Dataset::from_path(&f.path),
+        }
+    }
+}
+
+/// `[model]`: the network (spec §5, §9). Sizes of the data (`T_l`, `d_a`, …) come from the
+/// dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `D` (32).
+    pub embed_dim: usize,
+    /// MCT layers (3).
+    pub multimodal_layers: usize,
+    /// MCT heads `H` (8); `D` must be a multiple of `H`.
+    pub num_heads: usize,
+    /// Dropout on the attention of the full `LAV` branch (0.0), in [0, 1).
+    pub attn_dropout: f64,
+    /// Dropout of the residual projection forming `r` (0.3).
+    pub out_dropout: f64,
+    /// Dropout after the positional term (0.2).
+    pub embed_dropout: f64,
+    /// Dropout after the feed-forward ReLU (0.1).
+    pub relu_dropout: f64,
+    /// Dropout on the residual branches (0.1).
+    pub res_dropout: f64,
+    /// `batch-index` (parity) or `time-index` (corrected).
+    pub positional: Positional,
+    /// Rows of the sinusoidal table (1024).
+    pub max_positions: usize,
+    /// `precomputed` (the dataset's `text` features) or `bert`.
+    pub text_encoder: TextEncoder,
+    /// HuggingFace BERT folder (`config.json`, weights, tokenizer) for `text_encoder = "bert"`.
+    pub bert_dir: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            embed_dim: 32,
+            multimodal_layers: 3,
+            num_heads: 8,
+            attn_dropout: 0.0,
+            out_dropout: 0.3,
+            embed_dropout: 0.2,
+            relu_dropout: 0.1,
+            res_dropout: 0.1,
+            positional: Positional::BatchIndex,
+            max_positions: 1024,
+            text_encoder: TextEncoder::Precomputed,
+            bert_dir: None,
+        }
+    }
+}
+
+/// `[loss]`: spec §6.2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// `mssd` or `none` (ablation).
+    pub distillation: Distillation,
+    /// `λ_rep`, weight of the joint-representation loss (0.5).
+    pub lambda_rep: f64,
+    /// `λ_attn`, weight of the attention KL (0.1).
+    pub lambda_attn: f64,
+    /// `λ_rec`, weight of the reconstruction losses (0.6).
+    pub lambda_rec: f64,
+    /// `smooth-l1`, `l1` or `mse`.
+    pub recon: ReconLoss,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            distillation: Distillation::Mssd,
+            lambda_rep: 0.5,
+            lambda_attn: 0.1,
+            lambda_rec: 0.6,
+            recon: ReconLoss::SmoothL1,
+        }
+    }
+}
+
+/// `[optim]`: Adam (β 0.9 / 0.999, ε 1e-8, coupled weight decay; spec §6.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Learning rate of every non-BERT parameter (1e-3).
+    pub lr: f64,
+    /// Learning rate of the BERT parameters (5e-5).
+    pub lr_bert: f64,
+    /// Weight decay of the BERT weights other than biases and LayerNorms (1e-3).
+    pub wd_bert: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            lr_bert: 5e-5,
+            wd_bert: 1e-3,
+        }
+    }
+}
+
+/// `[maci]`: the classifier and the inference-time debiasing (spec §4, §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaciConfig {
+    /// `maci` (the MCM with counterfactual debiasing) or `linear` (ablation: a linear head on
+    /// `r`, τ = 0).
+    pub classifier: Classifier,
+    /// Number of bias words kept (100).
+    pub bias_thresh: usize,
+    /// Binary-task tokens never seen with a polar label: `clean` (skip) or `parity`.
+    pub bias_rule: BiasRule,
+    /// Valid/test prototypes: `clean` (mean of the training prototypes) or `parity`.
+    pub test_prototypes: TestPrototypes,
+    /// How τ is chosen for the selection metric: `validation` or `oracle`.
+    pub tau_selection: TauSelection,
+}
+
+impl Default for MaciConfig {
+    fn default() -> Self {
+        Self {
+            classifier: Classifier::Maci,
+            bias_thresh: DEFAULT_BIAS_THRESH,
+            bias_rule: BiasRule::Clean,
+            test_prototypes: TestPrototypes::Clean,
+            tau_selection: TauSelection::Validation,
+        }
+    }
+}
+
+/// Keys that may differ between a run and its resumption.
+const RESUMABLE_KEYS: [&str; 3] = ["out_dir", "epochs", "patience"];
+
+impl TrainConfig {
+    /// Reads a TOML file and applies `overrides` (`key=value`, dotted keys).
+    pub fn from_file(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses TOML text (`source_name` names it in errors), applies `overrides`, checks values.
+    pub fn from_toml_str(
+        text: &str,
+        source_name: &str,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let parse_error = |e: toml::de::Error, name: &str| ConfigError::Parse {
+            source_name: name.to_string(),
+            at: e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or_default(),
+            message: e.message().to_string(),
+        };
+        let config: TrainConfig = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| parse_error(e, source_name))?
+        } else {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| parse_error(e, source_name))?;
+            for item in overrides {
+                apply_override(&mut table, item)?;
+            }
+            let with = format!("{source_name} with {}", overrides.join(" "));
+            TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+                source_name: with,
+                at: String::new(),
+                message: e.message().to_string(),
+            })?
+        };
+        config.validate(source_name)?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML (what `config.toml` of a run holds).
+    pub fn to_toml_string(&self) -> String {
+        // Every field serialises to TOML (no maps with non-string keys, no bare `None` arrays).
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks the values serde cannot: ranges, sizes, and combinations.
+    pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                key: key.to_string(),
+                message,
+            })
+        };
+        let positive = [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("model.embed_dim", self.model.embed_dim),
+            ("model.multimodal_layers", self.model.multimodal_layers),
+            ("model.num_heads", self.model.num_heads),
+            ("model.max_positions", self.model.max_positions),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return invalid(key, "= 0, expected at least 1".into());
+        }
+        if self.model.embed_dim % self.model.num_heads != 0 {
+            return invalid(
+                "model.num_heads",
+                format!(
+                    "= {} does not divide model.embed_dim = {}",
+                    self.model.num_heads, self.model.embed_dim
+                ),
+            );
+        }
+        let m = &self.model;
+        let dropouts = [
+            ("model.attn_dropout", m.attn_dropout),
+            ("model.out_dropout", m.out_dropout),
+            ("model.embed_dropout", m.embed_dropout),
+            ("model.relu_dropout", m.relu_dropout),
+            ("model.res_dropout", m.res_dropout),
+        ];
+        if let Some((key, p)) = dropouts.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
+            return invalid(key, format!("= {p} is not a rate in [0, 1)"));
+        }
+        let non_negative = [
+            ("loss.lambda_rep", self.loss.lambda_rep),
+            ("loss.lambda_attn", self.loss.lambda_attn),
+            ("loss.lambda_rec", self.loss.lambda_rec),
+            ("optim.wd_bert", self.optim.wd_bert),
+        ];
+        if let Some((key, v)) = non_negative
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return invalid(key, format!("= {v}, expected a finite value ≥ 0"));
+        }
+        let rates = [
+            ("optim.lr", self.optim.lr),
+            ("optim.lr_bert", self.optim.lr_bert),
+        ];
+        if let Some((key, v)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return invalid(key, format!("= {v}, expected a finite value > 0"));
+        }
+        if m.text_encoder == TextEncoder::Bert && m.bert_dir.is_none() {
+            return invalid(
+                "model.bert_dir",
+                "is required when model.text_encoder = \"bert\" (a HuggingFace BERT folder)".into(),
+            );
+        }
+        if m.positional == Positional::TimeIndex && m.max_positions < 150 {
+            // 3·T_l with the MMSA text length 50; the exact check runs once T_l is known.
+            return invalid(
+                "model.max_positions",
+                format!(
+                    "= {} is too short for time-index positions (3·T_l)",
+                    m.max_positions
+                ),
+            );
+        }
+        if let DataConfig::Synthetic(s) = &self.data {
+            let biases = [
+                ("data.label_bias", s.label_bias),
+                ("data.language_bias", s.language_bias),
+            ];
+            if let Some((key, v)) = biases.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
+                return invalid(key, format!("= {v} is not a rate in [0, 1]"));
+            }
+            if let Err(DataError::Invalid { message, .. }) = s.synth_config().validate() {
+                return invalid("data", message);
+            }
+        }
+        Ok(())
+    }
+
+    /// The model configuration for a dataset of dimensions `dims`; `bert` is the pretrained
+    /// BERT's configuration when `model.text_encoder = "bert"`.
+    pub fn cider_config(&self, dims: Dims, aligned: bool, bert: Option<BertConfig>) -> CiderConfig {
+        let m = &self.model;
+        let alignment = if aligned {
+            Alignment::Aligned
+        } else {
+            Alignment::Unaligned
+        };
+        let (d_l, text_encoder) = match bert {
+            Some(bert) => (bert.hidden_size, TextEncoderConfig::Bert(bert)),
+            None => (dims.d_l, TextEncoderConfig::Precomputed),
+        };
+        let network = NetworkConfig::new(
+            d_l, dims.d_a, dims.d_v, dims.t_l, dims.t_a, dims.t_v, alignment,
+        )
+        .with_embed_dim(m.embed_dim)
+        .with_multimodal_layers(m.multimodal_layers)
+        .with_num_heads(m.num_heads)
+        .with_attn_dropout(m.attn_dropout)
+        .with_out_dropout(m.out_dropout)
+        .with_embed_dropout(m.embed_dropout)
+        .with_relu_dropout(m.relu_dropout)
+        .with_res_dropout(m.res_dropout)
+        .with_positional(m.positional.into())
+        .with_max_positions(m.max_positions)
+        .with_text_encoder(text_encoder);
+        CiderConfig::new(network, self.task.num_classes()).with_classifier(self.maci.classifier)
+    }
+
+    /// The first key (dotted path) where `other` differs from `self`, ignoring the keys that
+    /// may change when a run is resumed (`out_dir`, `epochs`, `patience`); `None` if they agree.
+    pub fn first_difference(&self, other: &TrainConfig) -> Option<String> {
+        let strip = |c: &TrainConfig| {
+            let mut value =
+                toml::Value::try_from(c).unwrap_or(toml::Value::Table(Default::default()));
+            if let toml::Value::Table(table) = &mut value {
+                for key in RESUMABLE_KEYS {
+                    table.remove(key);
+                }
+            }
+            value
+        };
+        first_difference(&strip(self), &strip(other), "")
+    }
+}
+
+/// The dotted path of the first difference between two TOML values.
+fn first_difference(a: &toml::Value, b: &toml::Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (toml::Value::Table(a), toml::Value::Table(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|key| {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => first_difference(x, y, &sub),
+                    _ => Some(sub),
+                }
+            })
+        }
+        _ => (a != b).then(|| path.to_string()),
+    }
+}
+
+/// `line L, column C` (1-based) of byte `offset` in `text`, with a leading space.
+fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    format!(" line {line}, column {column}")
+}
+
+/// Sets `key=value` in `table`: the key is dotted (`model.num_heads`), the value is read as a
+/// TOML value (`4`, `0.5`, `true`, `"x"`) or, failing that, taken as a string
+/// (`mosi-unaligned`, `runs/a`).
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let fail = |message: &str| ConfigError::Override {
+        text: item.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| fail("expected key=value"))?;
+    let (key, raw) = (key.trim(), raw.trim());
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(fail("empty key"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = parts.split_last().ok_or_else(|| fail("empty key"))?;
+    let mut node = table;
+    for part in parents {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| fail(&format!("`{part}` is not a table")))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
+        TrainConfig::from_toml_str(text, "test.toml", &[])
+    }
+
+    fn error_line(text: &str) -> String {
+        parse(text).expect_err("invalid config").to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_the_spec_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, TrainConfig::default());
+        assert_eq!(
+            (
+                c.model.embed_dim,
+                c.model.multimodal_layers,
+                c.model.num_heads
+            ),
+            (32, 3, 8)
+        );
+        assert_eq!(
+            [
+                c.model.attn_dropout,
+                c.model.out_dropout,
+                c.model.embed_dropout,
+                c.model.relu_dropout,
+                c.model.res_dropout
+            ],
+            [0.0, 0.3, 0.2, 0.1, 0.1]
+        );
+        assert_eq!(
+            (c.loss.lambda_rep, c.loss.lambda_attn, c.loss.lambda_rec),
+            (0.5, 0.1, 0.6)
+        );
+        assert_eq!(
+            (c.batch_size, c.epochs, c.patience, c.seed),
+            (128, 200, 10, 1111)
+        );
+        assert_eq!(
+            (c.optim.lr, c.optim.lr_bert, c.optim.wd_bert),
+            (1e-3, 5e-5, 1e-3)
+        );
+        assert_eq!(c.maci.bias_thresh, 100);
+        assert_eq!(c.selection, Selection::Validation);
+        assert_eq!(c.loss.recon, ReconLoss::SmoothL1);
+    }
+
+    #[test]
+    fn a_full_file_round_trips_through_toml() {
+        let text = r#"
+            out_dir = "runs/x"
+            seed = 7
+            task = "seven"
+            epochs = 3
+            selection = "test-leak"
+            train_rng = "numpy_parity"
+            [data]
+            source = "synthetic"
+            layout = "mosi-unaligned"
+            variant = "iid"
+            n_train = 40
+            [model]
+            num_heads = 4
+            positional = "time-index"
+            [loss]
+            distillation = "none"
+            recon = "mse"
+            [maci]
+            classifier = "linear"
+            bias_rule = "parity"
+            test_prototypes = "parity"
+            tau_selection = "oracle"
+        "#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.task, Task::Seven);
+        assert_eq!(c.selection, Selection::TestLeak);
+        assert_eq!(c.train_rng, TrainRng::NumpyParity);
+        let DataConfig::Synthetic(s) = &c.data else {
+            panic!("synthetic source")
+        };
+        assert_eq!(
+            (s.layout, s.variant, s.n_train, s.n_valid),
+            (Layout::MosiUnaligned, Variant::Iid, 40, 150)
+        );
+        assert_eq!(c.model.num_heads, 4);
+        assert_eq!(c.model.positional, Positional::TimeIndex);
+        assert_eq!(c.loss.distillation, Distillation::None);
+        assert_eq!(c.maci.classifier, Classifier::Linear);
+        assert_eq!(c.maci.tau_selection, TauSelection::Oracle);
+        let again = parse(&c.to_toml_string()).unwrap();
+        assert_eq!(again, c);
+
+        let untagged = parse("[data]\nlayout = \"mosei-aligned\"\n").unwrap();
+        let DataConfig::Synthetic(s) = &untagged.data else {
+            panic!("source defaults to synthetic")
+        };
+        assert_eq!(s.layout, Layout::MoseiAligned);
+
+        let file = parse("[data]\nsource = \"file\"\npath = \"d/aligned_50.pkl\"\n").unwrap();
+        assert_eq!(
+            file.data,
+            DataConfig::File(FileData {
+                path: "d/aligned_50.pkl".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let line = error_line("epochs = 3\nepoch = 4\n");
+        assert!(
+            line.starts_with("test.toml line 2, column 1: unknown field `epoch`"),
+            "{line}"
+        );
+        let line = error_line("[model]\nheads = 4\n");
+        assert!(line.contains("unknown field `heads`"), "{line}");
+        let line = error_line("[data]\nsource = \"file\"\nlayout = \"mosi-aligned\"\n");
+        assert!(line.contains("unknown field `layout`"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_refused() {
+        let line = error_line("epochs = \"many\"\n");
+        assert!(
+            line.contains("line 1, column 10") && line.contains("expected usize"),
+            "{line}"
+        );
+        let line = error_line("[model]\npositional = \"sideways\"\n");
+        assert!(line.contains("unknown variant `sideways`"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert_eq!(
+            error_line("[model]\nout_dropout = 1.5\n"),
+            "test.toml: `model.out_dropout` = 1.5 is not a rate in [0, 1)"
+        );
+        assert_eq!(
+            error_line("[data]\nsource = \"synthetic\"\nlabel_bias = -0.1\n"),
+            "test.toml: `data.label_bias` = -0.1 is not a rate in [0, 1]"
+        );
+        assert_eq!(
+            error_line("batch_size = 0\n"),
+            "test.toml: `batch_size` = 0, expected at least 1"
+        );
+        assert_eq!(
+            error_line("[model]\nnum_heads = 5\n"),
+            "test.toml: `model.num_heads` = 5 does not divide model.embed_dim = 32"
+        );
+        assert!(error_line("[optim]\nlr = 0\n").contains("`optim.lr`"));
+        assert!(error_line("[model]\ntext_encoder = \"bert\"\n").contains("`model.bert_dir`"));
+        assert!(error_line("[data]\nsource = \"synthetic\"\nn_valid = 0\n").contains("n_valid"));
+    }
+
+    #[test]
+    fn overrides_set_dotted_keys_and_are_checked() {
+        let set = |items: &[&str]| {
+            let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            TrainConfig::from_toml_str("epochs = 5\n", "f.toml", &items)
+        };
+        let c = set(&[
+            "epochs=2",
+            "model.num_heads=4",
+            "data.layout=mosi-unaligned",
+            "out_dir=runs/b",
+        ])
+        .unwrap();
+        assert_eq!((c.epochs, c.model.num_heads), (2, 4));
+        assert_eq!(c.out_dir, PathBuf::from("runs/b"));
+        let DataConfig::Synthetic(s) = &c.data else {
+            panic!("synthetic source")
+        };
+        assert_eq!(s.layout, Layout::MosiUnaligned);
+        let e = set(&["model.heads=4"]).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `heads`") && e.contains("model.heads=4"),
+            "{e}"
+        );
+        let e = set(&["epochs=lots"]).unwrap_err().to_string();
+        assert!(e.contains("expected usize"), "{e}");
+        let e = set(&["epochs"]).unwrap_err().to_string();
+        assert_eq!(e, "override `epochs`: expected key=value");
+        let e = set(&["epochs.x=1"]).unwrap_err().to_string();
+        assert!(e.contains("`epochs` is not a table"), "{e}");
+        let e = set(&["model.res_dropout=1"]).unwrap_err().to_string();
+        assert!(e.contains("model.res_dropout"), "{e}");
+    }
+
+    #[test]
+    fn resumable_keys_are_ignored_when_comparing_runs() {
+        let a = TrainConfig::default();
+        let mut b = a.clone();
+        b.epochs = 3;
+        b.patience = 1;
+        b.out_dir = "elsewhere".into();
+        assert_eq!(a.first_difference(&b), None);
+        b.model.num_heads = 4;
+        assert_eq!(a.first_difference(&b).as_deref(), Some("model.num_heads"));
+        let mut c = a.clone();
+        c.data = DataConfig::File(FileData {
+            path: "x.pkl".into(),
+        });
+        assert!(a.first_difference(&c).unwrap().starts_with("data."));
+    }
+}

@@ -1,0 +1,12 @@
+//! Training and evaluation of CIDer (spec §6, §7.4, §8): the MSSD two-pass step, the training
+//! loop with validation-based selection, MACI inference and the missing-rate protocol.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod golden_step;
+pub mod results;
+pub mod mssd;
+pub mod optim;
+pub mod plot;

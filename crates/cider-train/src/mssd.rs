@@ -1,0 +1,478 @@
+//! MSSD, Model-Specific Self-Distillation: the training step of spec §6.1.
+//!
+//! ```text
+//! out   = model_θ0(complete view)                      L_1 = NLL(pred, y)
+//! g1    = ∇L_1(θ0);  θ1 = Adam(θ0, g1)
+//! out_m = model_θ1(missing view)
+//! L_2   = NLL_m + λ_rep·L_rep + λ_attn·KL_attn + λ_rec·(R_t + R_a + R_v)
+//! g2    = ∇L_2(θ1);  θ2 = Adam(θ1, g1 + g2)           (gradients accumulate, spec §11 item 6)
+//! ```
+//!
+//! The teacher quantities (`joint_rep`, `attn`, the text encoder output `text_for_recon`) come
+//! from the complete pass at θ0 and carry no gradient. Reconstruction targets are
+//! `text_for_recon` and the complete raw audio / vision; the mask is `inmask − missmask`.
+
+use burn::config::Config;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
+use cider_causal::model::{Cider, CompleteOutput, Confounders, MissingOutput};
+use cider_model::ModelError;
+use cider_model::losses::{
+    ReconLoss, attention_kl, joint_rep_loss, masked_reconstruction, nll, reconstruction_mask,
+};
+use cider_model::model::{InputMasks, TextInput, ViewInput};
+use serde::Serialize;
+
+use crate::optim::GroupedAdam;
+
+/// Whether the missing view is distilled from the complete view (ablation switch).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Distillation {
+    /// The two-pass MSSD step of spec §6.1 (the reference).
+    Mssd,
+    /// Ablation: one pass on the missing (RMFM-masked) view with the task loss only, and one
+    /// optimiser step; no complete-view pass and no distillation losses.
+    None,
+}
+
+/// Loss weights and switches of the MSSD step (spec §6.2; defaults from §9.3).
+#[derive(Config, Debug)]
+pub struct MssdConfig {
+    /// `λ_rep`, weight of the joint-representation loss (reference `--joint_rep_weight`).
+    #[config(default = 0.5)]
+    pub joint_rep_weight: f64,
+    /// `λ_attn`, weight of the attention-map KL (reference `--attn_weight`).
+    #[config(default = 0.1)]
+    pub attn_weight: f64,
+    /// `λ_rec`, weight of the reconstruction losses (reference `--recon_weight`).
+    #[config(default = 0.6)]
+    pub recon_weight: f64,
+    /// The element-wise reconstruction loss `ℓ`.
+    #[config(default = "ReconLoss::SmoothL1")]
+    pub recon_loss: ReconLoss,
+    /// MSSD or the no-distillation ablation.
+    #[config(default = "Distillation::Mssd")]
+    pub distillation: Distillation,
+}
+
+/// The missing masks of the missing view (1 = kept, ⊆ the input masks).
+#[derive(Debug, Clone)]
+pub struct MissingMasks<B: Backend> {
+    /// `[batch, T_l]` (`[CLS]` / `[SEP]` always kept).
+    pub text: Tensor<B, 2>,
+    /// `[batch, T_a]`.
+    pub audio: Tensor<B, 2>,
+    /// `[batch, T_v]`.
+    pub vision: Tensor<B, 2>,
+}
+
+/// One training batch in the form the step takes.
+#[derive(Debug, Clone)]
+pub struct MssdBatch<B: Backend> {
+    /// The complete view (`text`, `audio`, `vision`); its audio / vision are the
+    /// reconstruction targets.
+    pub complete: ViewInput<B>,
+    /// The missing view (`text_m`, `audio_m`, `vision_m`), same shapes as `complete`.
+    pub missing: ViewInput<B>,
+    /// The original input masks and `text_len` (used by both passes).
+    pub masks: InputMasks<B>,
+    /// The missing masks of `missing`.
+    pub missing_masks: MissingMasks<B>,
+    /// Task labels `y` `[batch]`, each in `0..C`.
+    pub labels: Tensor<B, 1, Int>,
+    /// Class prototypes and prior of the MCM.
+    pub confounders: Confounders<B>,
+}
+
+/// The missing-view losses of an MSSD step (values at θ1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DistillationLosses {
+    /// `NLL_m = NLL(pred_m, y)`.
+    pub task_m: f64,
+    /// `L_rep = 1 − mean cos(r_m, r)`.
+    pub joint_rep: f64,
+    /// `KL_attn`.
+    pub attn: f64,
+    /// `R_t`.
+    pub recon_text: f64,
+    /// `R_a`.
+    pub recon_audio: f64,
+    /// `R_v`.
+    pub recon_vision: f64,
+    /// `L_2 = NLL_m + λ_rep·L_rep + λ_attn·KL_attn + λ_rec·(R_t + R_a + R_v)`.
+    pub combined: f64,
+}
+
+impl DistillationLosses {
+    /// `R_t + R_a + R_v`.
+    pub fn recon(&self) -> f64 {
+        self.recon_text + self.recon_audio + self.recon_vision
+    }
+}
+
+/// The losses of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepLosses {
+    /// `L_1 = NLL(pred, y)` of the complete pass at θ0; with [`Distillation::None`], the task
+    /// loss of the single missing-view pass.
+    pub task: f64,
+    /// The missing-view losses; `None` with [`Distillation::None`].
+    pub distillation: Option<DistillationLosses>,
+}
+
+impl StepLosses {
+    /// The loss the reference logs per batch (its epoch loss is the mean): `L_2`, or the task
+    /// loss without distillation.
+    pub fn logged(&self) -> f64 {
+        self.distillation.map_or(self.task, |d| d.combined)
+    }
+}
+
+/// The gradients a step applied, for checks against the reference.
+#[derive(Debug)]
+pub struct StepGradients {
+    /// `g1 = ∇L_1(θ0)` (with [`Distillation::None`], the only gradients).
+    pub pass1: GradientsParams,
+    /// `g1 + ∇L_2(θ1)`, the gradients of the second optimiser step; `None` without
+    /// distillation.
+    pub accumulated: Option<GradientsParams>,
+}
+
+/// One training step (spec §6.1): two Adam updates with MSSD, one without distillation.
+///
+/// Returns the updated model and the losses. Dropout is active (autodiff backend).
+///
+/// # Errors
+/// [`ModelError::Input`] when the batch does not fit the model (shapes, labels outside
+/// `0..C`, a missing view shaped unlike the complete view). The check runs before any update;
+/// the model is consumed either way.
+pub fn mssd_step<B: AutodiffBackend>(
+    model: Cider<B>,
+    optimizer: &mut GroupedAdam<Cider<B>, B>,
+    batch: MssdBatch<B>,
+    config: &MssdConfig,
+) -> Result<(Cider<B>, StepLosses), ModelError> {
+    run_step(model, optimizer, batch, config, None)
+}
+
+/// [`mssd_step`], also returning the gradients of its optimiser steps.
+///
+/// # Errors
+/// As [`mssd_step`].
+pub fn mssd_step_with_gradients<B: AutodiffBackend>(
+    model: Cider<B>,
+    optimizer: &mut GroupedAdam<Cider<B>, B>,
+    batch: MssdBatch<B>,
+    config: &MssdConfig,
+) -> Result<(Cider<B>, StepLosses, StepGradients), ModelError> {
+    let mut gradients = StepGradients {
+        pass1: GradientsParams::new(),
+        accumulated: None,
+    };
+    let (model, losses) = run_step(model, optimizer, batch, config, Some(&mut gradients))?;
+    Ok((model, losses, gradients))
+}
+
+/// The step's losses without any update (validation loss, spec §6.4): both passes at the same
+/// parameters, or the single missing-view pass without distillation.
+///
+/// # Errors
+/// As [`mssd_step`].
+pub fn evaluate_losses<B: Backend>(
+    model: &Cider<B>,
+    batch: MssdBatch<B>,
+    config: &MssdConfig,
+) -> Result<StepLosses, ModelError> {
+    check_batch(model, &batch)?;
+    match config.distillation {
+        Distillation::None => {
+            let (out, _) = model.forward_view(batch.missing, &batch.masks, &batch.confounders)?;
+            let task = nll(out.pred, batch.labels);
+            Ok(StepLosses {
+                task: read_losses([task])[0],
+                distillation: None,
+            })
+        }
+        Distillation::Mssd => {
+            let targets = Targets::of(&batch);
+            let complete = model.complete(batch.complete, &batch.masks, &batch.confounders)?;
+            let task = nll(complete.view.pred.clone(), batch.labels.clone());
+            let teacher = Teacher::of(complete);
+            let student = model.missing(batch.missing, &batch.masks, &batch.confounders)?;
+            let terms = distillation_terms(&teacher, student, &targets, batch.labels, config);
+            Ok(losses_of(task, &terms))
+        }
+    }
+}
+
+/// The step; `trace` receives copies of the applied gradients.
+fn run_step<B: AutodiffBackend>(
+    model: Cider<B>,
+    optimizer: &mut GroupedAdam<Cider<B>, B>,
+    batch: MssdBatch<B>,
+    config: &MssdConfig,
+    trace: Option<&mut StepGradients>,
+) -> Result<(Cider<B>, StepLosses), ModelError> {
+    check_batch(&model, &batch)?;
+    if config.distillation == Distillation::None {
+        let (out, _) = model.forward_view(batch.missing, &batch.masks, &batch.confounders)?;
+        let task = nll(out.pred, batch.labels);
+        let value = read_losses([task.clone()])[0];
+        let grads = GradientsParams::from_grads(task.backward(), &model);
+        if let Some(trace) = trace {
+            trace.pass1 = copy_gradients(&model, &grads);
+        }
+        let model = optimizer.step(model, grads);
+        let losses = StepLosses {
+            task: value,
+            distillation: None,
+        };
+        return Ok((model, losses));
+    }
+
+    // Pass 1: complete view at θ0.
+    let targets = Targets::of(&batch);
+    let complete = model.complete(batch.complete, &batch.masks, &batch.confounders)?;
+    let task = nll(complete.view.pred.clone(), batch.labels.clone());
+    let teacher = Teacher::of(complete);
+    let g1 = GradientsParams::from_grads(task.clone().backward(), &model);
+    let g1_kept = copy_gradients(&model, &g1);
+    let mut trace = trace;
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.pass1 = copy_gradients(&model, &g1);
+    }
+    let model = optimizer.step(model, g1); // θ0 → θ1
+
+    // Pass 2: missing view at θ1, distilled from the θ0 teacher.
+    let student = model.missing(batch.missing, &batch.masks, &batch.confounders)?;
+    let terms = distillation_terms(&teacher, student, &targets, batch.labels, config);
+    let losses = losses_of(task, &terms);
+    let g2 = GradientsParams::from_grads(terms.combined.backward(), &model);
+    let mut accumulator = GradientsAccumulator::<Cider<B>>::new();
+    accumulator.accumulate(&model, g1_kept);
+    accumulator.accumulate(&model, g2);
+    let accumulated = accumulator.grads(); // g1 + g2
+    if let Some(trace) = trace {
+        trace.accumulated = Some(copy_gradients(&model, &accumulated));
+    }
+    let model = optimizer.step(model, accumulated); // θ1 → θ2
+    Ok((model, losses))
+}
+
+/// The stop-gradient quantities of the complete pass.
+struct Teacher<B: Backend> {
+    /// `r` `[batch, 3D]`.
+    joint_rep: Tensor<B, 2>,
+    /// `S` `[batch·H, 3L, 3L]`.
+    attn: Tensor<B, 3>,
+    /// The text encoder output `[batch, T_l, d_l]`.
+    text: Tensor<B, 3>,
+}
+
+impl<B: Backend> Teacher<B> {
+    fn of(complete: CompleteOutput<B>) -> Self {
+        Self {
+            joint_rep: complete.view.joint_rep.detach(),
+            attn: complete.view.attn.detach(),
+            text: complete.text_for_recon.detach(),
+        }
+    }
+}
+
+/// The raw audio / vision targets and the reconstruction masks `M = inmask − missmask`.
+struct Targets<B: Backend> {
+    /// Complete audio `[batch, T_a, d_a]`.
+    audio: Tensor<B, 3>,
+    /// Complete vision `[batch, T_v, d_v]`.
+    vision: Tensor<B, 3>,
+    /// `M_t` `[batch, T_l]`.
+    text_mask: Tensor<B, 2>,
+    /// `M_a` `[batch, T_a]`.
+    audio_mask: Tensor<B, 2>,
+    /// `M_v` `[batch, T_v]`.
+    vision_mask: Tensor<B, 2>,
+}
+
+impl<B: Backend> Targets<B> {
+    fn of(batch: &MssdBatch<B>) -> Self {
+        let m = &batch.missing_masks;
+        Self {
+            audio: batch.complete.audio.clone(),
+            vision: batch.complete.vision.clone(),
+            text_mask: reconstruction_mask(batch.masks.text.clone(), m.text.clone()),
+            audio_mask: reconstruction_mask(batch.masks.audio.clone(), m.audio.clone()),
+            vision_mask: reconstruction_mask(batch.masks.vision.clone(), m.vision.clone()),
+        }
+    }
+}
+
+/// The missing-view loss terms, each `[1]`.
+struct DistillationTerms<B: Backend> {
+    task_m: Tensor<B, 1>,
+    joint_rep: Tensor<B, 1>,
+    attn: Tensor<B, 1>,
+    recon_text: Tensor<B, 1>,
+    recon_audio: Tensor<B, 1>,
+    recon_vision: Tensor<B, 1>,
+    /// `L_2`.
+    combined: Tensor<B, 1>,
+}
+
+fn distillation_terms<B: Backend>(
+    teacher: &Teacher<B>,
+    student: MissingOutput<B>,
+    targets: &Targets<B>,
+    labels: Tensor<B, 1, Int>,
+    config: &MssdConfig,
+) -> DistillationTerms<B> {
+    let recon = |pred, target: &Tensor<B, 3>, mask: &Tensor<B, 2>| {
+        masked_reconstruction(pred, target.clone(), mask.clone(), config.recon_loss)
+    };
+    let task_m = nll(student.view.pred, labels);
+    let joint_rep = joint_rep_loss(student.view.joint_rep, teacher.joint_rep.clone());
+    let attn = attention_kl(student.view.attn, teacher.attn.clone());
+    let recon_text = recon(student.recon.text, &teacher.text, &targets.text_mask);
+    let recon_audio = recon(student.recon.audio, &targets.audio, &targets.audio_mask);
+    let recon_vision = recon(student.recon.vision, &targets.vision, &targets.vision_mask);
+    let combined = task_m.clone()
+        + joint_rep.clone().mul_scalar(config.joint_rep_weight)
+        + attn.clone().mul_scalar(config.attn_weight)
+        + (recon_text.clone() + recon_audio.clone() + recon_vision.clone())
+            .mul_scalar(config.recon_weight);
+    DistillationTerms {
+        task_m,
+        joint_rep,
+        attn,
+        recon_text,
+        recon_audio,
+        recon_vision,
+        combined,
+    }
+}
+
+/// Reads `L_1` and the terms (one device read).
+fn losses_of<B: Backend>(task: Tensor<B, 1>, t: &DistillationTerms<B>) -> StepLosses {
+    let [task, task_m, joint_rep, attn, recon_text, recon_audio, recon_vision, combined] =
+        read_losses([
+            task,
+            t.task_m.clone(),
+            t.joint_rep.clone(),
+            t.attn.clone(),
+            t.recon_text.clone(),
+            t.recon_audio.clone(),
+            t.recon_vision.clone(),
+            t.combined.clone(),
+        ]);
+    StepLosses {
+        task,
+        distillation: Some(DistillationLosses {
+            task_m,
+            joint_rep,
+            attn,
+            recon_text,
+            recon_audio,
+            recon_vision,
+            combined,
+        }),
+    }
+}
+
+/// The values of `N` scalar losses, read from the device at once (without autodiff tracking).
+fn read_losses<B: Backend, const N: usize>(losses: [Tensor<B, 1>; N]) -> [f64; N] {
+    let values = Tensor::cat(losses.into_iter().map(Tensor::detach).collect(), 0)
+        .into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .unwrap_or_default();
+    std::array::from_fn(|i| values.get(i).copied().unwrap_or(f64::NAN))
+}
+
+/// Checks what the network's own input check does not: the missing view and masks shaped like
+/// the complete ones, and labels `[batch]` in `0..C`.
+fn check_batch<B: Backend>(model: &Cider<B>, batch: &MssdBatch<B>) -> Result<(), ModelError> {
+    let fail = |what: &str, message: String| {
+        Err(ModelError::Input {
+            what: what.into(),
+            message,
+        })
+    };
+    let (c, m) = (&batch.complete, &batch.missing);
+    let text_dims = |t: &TextInput<B>| match t {
+        TextInput::Tokens { ids, .. } => ("token ids", ids.dims().to_vec()),
+        TextInput::Features(x) => ("features", x.dims().to_vec()),
+    };
+    if text_dims(&c.text) != text_dims(&m.text) {
+        return fail(
+            "text_m",
+            format!(
+                "expected the complete text's form {:?}, got {:?}",
+                text_dims(&c.text),
+                text_dims(&m.text)
+            ),
+        );
+    }
+    for (what, complete, missing) in [
+        ("audio_m", c.audio.dims(), m.audio.dims()),
+        ("vision_m", c.vision.dims(), m.vision.dims()),
+    ] {
+        if complete != missing {
+            return fail(what, format!("expected shape {complete:?}, got {missing:?}"));
+        }
+    }
+    let mm = &batch.missing_masks;
+    for (what, input, missing) in [
+        ("text missing mask", batch.masks.text.dims(), mm.text.dims()),
+        ("audio missing mask", batch.masks.audio.dims(), mm.audio.dims()),
+        ("vision missing mask", batch.masks.vision.dims(), mm.vision.dims()),
+    ] {
+        if input != missing {
+            return fail(what, format!("expected shape {input:?}, got {missing:?}"));
+        }
+    }
+    let size = c.audio.dims()[0];
+    if batch.labels.dims() != [size] {
+        return fail(
+            "labels",
+            format!("expected shape [{size}], got {:?}", batch.labels.dims()),
+        );
+    }
+    let classes = model.mcm.heads.len() as i64;
+    let labels = batch
+        .labels
+        .to_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .unwrap_or_default();
+    if let Some(bad) = labels.iter().find(|&&y| !(0..classes).contains(&y)) {
+        return fail("labels", format!("label {bad} outside 0..{classes}"));
+    }
+    Ok(())
+}
+
+/// A copy of `grads` (the optimiser consumes its gradients; pass 1's are needed again).
+pub fn copy_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> GradientsParams {
+    let mut copier = GradientCopier {
+        source: grads,
+        copy: GradientsParams::new(),
+    };
+    module.visit(&mut copier);
+    copier.copy
+}
+
+struct GradientCopier<'a> {
+    source: &'a GradientsParams,
+    copy: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradientCopier<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.source.get::<B::InnerBackend, D>(param.id) {
+            self.copy.register::<B::InnerBackend, D>(param.id, grad);
+        }
+    }
+}
