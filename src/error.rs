@@ -8,6 +8,21 @@ pub enum CliError {
     #[error(transparent)]
     Data(#[from] cider_data::DataError),
 
+    #[error(transparent)]
+    Model(#[from] cider_model::ModelError),
+
+    #[error(transparent)]
+    Eval(#[from] cider_train::evaluate::EvalError),
+
+    #[error(transparent)]
+    Checkpoint(#[from] cider_train::checkpoint::CheckpointError),
+
+    #[error(transparent)]
+    Config(#[from] cider_train::config::ConfigError),
+
+    #[error(transparent)]
+    Train(#[from] cider_train::trainer::TrainError),
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -25,12 +25,27 @@ enum Command {
     /// Inspect, synthesise and mask MMSA-layout data files.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train CIDer with MSSD from a TOML configuration; print the run directory.
+    Train(commands::train::TrainArgs),
+    /// Evaluate a trained model over missing rates (MACI, τ rules, AUILC); write results.json.
+    Eval(commands::eval::EvalArgs),
+    /// Print class probabilities of a trained model for a dataset split or one raw utterance.
+    Infer(commands::infer::InferArgs),
+    /// Draw one SVG chart per metric against the missing rate from results.json files.
+    Plot(commands::plot::PlotArgs),
+    /// Compare forward outputs (and the MSSD step) with a reference PyTorch golden folder.
+    CheckGolden(commands::golden::GoldenArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(command) => commands::data::run(command),
+        Command::Train(args) => commands::train::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
+        Command::Infer(args) => commands::infer::run(&args),
+        Command::Plot(args) => commands::plot::run(&args),
+        Command::CheckGolden(args) => commands::golden::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -214,3 +214,438 @@ fn mask_refuses_a_rate_outside_the_unit_interval() {
     ]);
     assert_one_line_error(&output, &["1.5", "[0, 1]"]);
 }
+
+#[test]
+fn check_golden_passes_on_both_reference_folders_and_fails_at_a_tiny_tolerance() {
+    for config in ["mosi-aligned-small", "mosi-unaligned-small"] {
+        let dir = workspace().join("testdata/torch-golden").join(config);
+        let dir = dir.to_str().unwrap();
+        let report = json_of(&cider(&["check-golden", dir, "--json"]));
+        assert_eq!(report["passed"], true, "{config}");
+        let forward = report["forward"].as_array().unwrap();
+        assert_eq!(forward.len(), 19, "{config}: every forward output compared");
+        for entry in forward {
+            let error = entry["max_abs_error"].as_f64().unwrap();
+            assert!(error <= 1e-4, "{config} {}: {error}", entry["name"]);
+        }
+        let files = report["training_step"]["files"].as_array().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["grads_pass1", "grads_pass2_accumulated", "model_after_step"]
+        );
+
+        let table = cider(&["check-golden", dir]);
+        assert!(table.status.success());
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(text.contains("forward_test_cf_pred_m") && text.contains("grads_pass1"));
+
+        let strict = cider(&["check-golden", dir, "--tol", "1e-12"]);
+        assert_eq!(strict.status.code(), Some(1), "{config}");
+        assert_one_line_error(&strict, &["golden check failed", "--tol 1e-12"]);
+    }
+}
+
+#[test]
+fn eval_refuses_bad_rate_strings_with_one_line() {
+    for (rates, needle) in [
+        ("0:1.5:0.1", "1.5"),
+        ("0.2,x", "`x` is not a number"),
+        ("0.5,0.1", "increase strictly"),
+        ("0:1:0", "step"),
+    ] {
+        let output = cider(&["eval", "--checkpoint", "no-such-run", "--rates", rates]);
+        assert_one_line_error(&output, &["--rates", rates, needle]);
+    }
+}
+
+/// A run directory trained for one epoch on a small synthetic pickle (with text features), and
+/// that pickle.
+fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
+    use cider_data::synth::{Layout, SynthConfig, Variant, generate};
+    use cider_train::backend::SelectedAutodiff;
+    use cider_train::config::{DataConfig, FileData, TrainConfig};
+    use cider_train::trainer::Trainer;
+
+    let data = generate(&SynthConfig {
+        layout: Layout::MosiAligned,
+        variant: Variant::Ood,
+        n_train: 48,
+        n_valid: 20,
+        n_test: 24,
+        text_features: true,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let pickle = dir.join("tiny.pkl");
+    cider_data::pickle_write::to_path(&data.to_pyvalue().unwrap(), &pickle).unwrap();
+    let run = dir.join("run");
+    let mut config = TrainConfig {
+        out_dir: run.clone(),
+        epochs: 1,
+        batch_size: 16,
+        data: DataConfig::File(FileData {
+            path: pickle.clone(),
+        }),
+        ..TrainConfig::default()
+    };
+    config.model.embed_dim = 8;
+    config.model.multimodal_layers = 1;
+    config.model.num_heads = 2;
+    Trainer::<SelectedAutodiff>::open(config, Default::default(), false)
+        .unwrap()
+        .with_progress(false)
+        .run(|_| {})
+        .unwrap();
+    (run, pickle)
+}
+
+#[test]
+fn eval_plot_and_infer_on_a_trained_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, pickle) = tiny_run(dir.path());
+    let run_arg = run.to_str().unwrap();
+
+    // Two evaluations with the same settings write byte-identical results.
+    let eval = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            run_arg,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let output = cider(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    };
+    let a = eval("eval-a", &["--rates", "0:1:0.25"]);
+    let b = eval("eval-b", &["--rates", "0:1:0.25"]);
+    for file in ["results.json", "results.csv"] {
+        assert_eq!(
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["mode"], "RMFM");
+    assert_eq!(results["seed"], 1111);
+    assert_eq!(
+        results["rates"],
+        serde_json::json!([0.0, 0.25, 0.5, 0.75, 1.0])
+    );
+    let series = results["metrics"]["Non0_acc_2"].as_array().unwrap();
+    assert_eq!(series.len(), 5);
+    let values: Vec<f64> = series.iter().map(|v| v.as_f64().unwrap()).collect();
+    let trapezoid: f64 = values.windows(2).map(|w| (w[0] + w[1]) / 2.0 * 0.25).sum();
+    let auilc = results["auilc"]["Non0_acc_2"].as_f64().unwrap();
+    assert!((auilc - trapezoid).abs() < 1e-12, "{auilc} vs {trapezoid}");
+    let tau = results["tau"]["validation"].as_f64().unwrap();
+    assert!((0.0..=3.0).contains(&tau));
+    for (m, o) in values.iter().zip(
+        results["oracle"]["metrics"]["Non0_acc_2"]
+            .as_array()
+            .unwrap(),
+    ) {
+        assert!(*m <= o.as_f64().unwrap(), "the oracle maximises over τ");
+    }
+    assert_eq!(results["config"]["split"], "test");
+    assert_eq!(results["config"]["task"], "binary");
+
+    // SMM: a table of seven subsets.
+    let smm = eval("eval-smm", &["--mode", "smm"]);
+    let smm: Value =
+        serde_json::from_str(&std::fs::read_to_string(smm.join("results.json")).unwrap()).unwrap();
+    assert_eq!(smm["mode"], "SMM");
+    assert_eq!(smm["smm"].as_object().unwrap().len(), 7);
+    assert!(smm["smm"]["TAV"]["Non0_acc_2"].is_f64());
+
+    // Plot both evaluations with explicit labels.
+    let plots = dir.path().join("plots");
+    let output = cider(&[
+        "plot",
+        a.join("results.json").to_str().unwrap(),
+        dir.path().join("eval-b/results.json").to_str().unwrap(),
+        "--labels",
+        "first,second",
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let svg = std::fs::read_to_string(plots.join("Non0_acc_2.svg")).unwrap();
+    for needle in [
+        "first (τ = ",
+        "second (τ = ",
+        "missing rate p (RMFM)",
+        "Non0_acc_2 (fraction)",
+    ] {
+        assert!(svg.contains(needle), "{needle}");
+    }
+    assert_eq!(std::fs::read_dir(&plots).unwrap().count(), 6);
+    let wrong = cider(&[
+        "plot",
+        a.join("results.json").to_str().unwrap(),
+        "--labels",
+        "x,y",
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&wrong, &["--labels", "2 label(s) for 1 results file(s)"]);
+
+    // Inference on every test sample: one JSON line each, probabilities summing to 1.
+    let output = cider(&[
+        "infer",
+        "--checkpoint",
+        run_arg,
+        "--data",
+        pickle.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 24);
+    for line in &lines {
+        for key in ["probs", "debiased"] {
+            let total: f64 = line[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .sum();
+            assert!((total - 1.0).abs() < 1e-5, "{key}: {line}");
+        }
+        let prediction = line["prediction"].as_u64().unwrap() as usize;
+        let debiased = line["debiased"].as_array().unwrap();
+        let best = debiased[prediction].as_f64().unwrap();
+        assert!(debiased.iter().all(|p| p.as_f64().unwrap() <= best));
+        assert!(line["label"].as_u64().unwrap() < 3);
+    }
+
+    // Raw text needs a BERT checkpoint: this one reads precomputed features.
+    let npy = dir.path().join("frames.npy");
+    let frames =
+        cider_data::NumpyArray::new(vec![4, 5], cider_data::ArrayData::F32(vec![0.5; 20])).unwrap();
+    cider_data::npy::to_path(&frames, &npy).unwrap();
+    let output = cider(&[
+        "infer",
+        "--checkpoint",
+        run_arg,
+        "--text",
+        "a fine film",
+        "--audio",
+        npy.to_str().unwrap(),
+        "--vision",
+        npy.to_str().unwrap(),
+    ]);
+    assert_one_line_error(
+        &output,
+        &["precomputed text features", "raw text cannot be encoded"],
+    );
+}
+
+/// A run directory by hand whose model reads a tiny BERT (random weights), with the tokenizer
+/// folder the run's configuration names: raw text goes through the tokenizer, and the printed
+/// probabilities equal a direct forward pass of the same model.
+#[test]
+fn infer_encodes_raw_text_with_the_run_tokenizer() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use cider_causal::model::{CiderConfig, Confounders};
+    use cider_data::bias::counterfactual_ids;
+    use cider_model::bert::BertConfig;
+    use cider_model::config::{Alignment, NetworkConfig, TextEncoderConfig};
+    use cider_model::model::{InputMasks, TextInput, ViewInput};
+    use cider_model::tokenize::WordPieceTokenizer;
+    use cider_train::backend::Selected;
+    use cider_train::checkpoint::{save_model, write_json_atomically};
+    use cider_train::config::{TextEncoder, TrainConfig};
+    use cider_train::trainer::MaciState;
+
+    let dir = tempfile::tempdir().unwrap();
+    // The tokenizer folder: config.json, vocab.txt and a weight file (only opened, not read).
+    let bert_dir = dir.path().join("bert");
+    std::fs::create_dir_all(&bert_dir).unwrap();
+    std::fs::copy(
+        workspace().join("testdata/wordpiece/vocab.txt"),
+        bert_dir.join("vocab.txt"),
+    )
+    .unwrap();
+    std::fs::write(
+        bert_dir.join("config.json"),
+        r#"{"vocab_size": 200, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16}"#,
+    )
+    .unwrap();
+    std::fs::write(bert_dir.join("model.safetensors"), b"unused").unwrap();
+
+    // vocab_size 200 covers the reference's special ids ([MASK] = 103) of the counterfactual.
+    let (t_l, t_a, t_v, d_a, d_v) = (12, 30, 40, 5, 20);
+    let bert = BertConfig::new(200, 16, 1, 2, 32, 16);
+    let network = NetworkConfig::new(16, d_a, d_v, t_l, t_a, t_v, Alignment::Unaligned)
+        .with_embed_dim(8)
+        .with_num_heads(2)
+        .with_multimodal_layers(1)
+        .with_text_encoder(TextEncoderConfig::Bert(bert));
+    let model_config = CiderConfig::new(network, 3);
+    let device = Default::default();
+    let model = model_config.init::<Selected>(&device).unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(run.join("best")).unwrap();
+    save_model(&model, &model_config, &run.join("best")).unwrap();
+    let mut config = TrainConfig::default();
+    config.model.text_encoder = TextEncoder::Bert;
+    config.model.bert_dir = Some(bert_dir.clone());
+    std::fs::write(run.join("config.toml"), config.to_toml_string().unwrap()).unwrap();
+    // Prototypes [C, d_l + d_a + d_v] and priors; "movie" (id 6) is the one bias word.
+    let maci = MaciState {
+        bias_words: vec![6],
+        prototypes: (0..3)
+            .map(|c| vec![0.1 * c as f32; 16 + d_a + d_v])
+            .collect(),
+        priors: vec![0.2, 0.3, 0.5],
+    };
+    write_json_atomically(&run.join("best/maci.json"), &maci).unwrap();
+
+    // Audio: 7 frames (padded to T_a); vision: 50 frames (truncated to T_v).
+    let write = |name: &str, frames: usize, d: usize| {
+        let values: Vec<f32> = (0..frames * d)
+            .map(|i| ((i % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let path = dir.path().join(name);
+        let array = cider_data::NumpyArray::new(
+            vec![frames, d],
+            cider_data::ArrayData::F32(values.clone()),
+        )
+        .unwrap();
+        cider_data::npy::to_path(&array, &path).unwrap();
+        (path, values)
+    };
+    let (audio_path, audio) = write("audio.npy", 7, d_a);
+    let (vision_path, vision) = write("vision.npy", 50, d_v);
+    let text = "I loved the movie!";
+    let output = cider(&[
+        "infer",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--text",
+        text,
+        "--audio",
+        audio_path.to_str().unwrap(),
+        "--vision",
+        vision_path.to_str().unwrap(),
+        "--tau",
+        "0.5",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("50 frames"), "truncation note: {stderr}");
+    let line: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // The same pass by hand.
+    let tokenizer =
+        WordPieceTokenizer::from_vocab_txt(&bert_dir.join("vocab.txt"), true, t_l).unwrap();
+    let rows = tokenizer.encode(text).unwrap();
+    assert_eq!(&rows.ids[..7], &[2, 13, 14, 5, 6, 12, 3]);
+    let ints = |v: Vec<u32>| {
+        let v: Vec<i64> = v.into_iter().map(i64::from).collect();
+        Tensor::<Selected, 2, Int>::from_data(TensorData::new(v, [1, t_l]), &device)
+    };
+    let floats = |v: Vec<f32>, shape: Vec<usize>| {
+        Tensor::<Selected, 2>::from_data(TensorData::new(v, shape), &device)
+    };
+    let mask: Vec<f32> = rows.attention_mask.iter().map(|&m| f32::from(m)).collect();
+    let tokens = |ids: Vec<u32>| TextInput::Tokens {
+        ids: ints(ids),
+        attention_mask: floats(mask.clone(), vec![1, t_l]),
+        token_types: ints(rows.segments.iter().map(|&s| u32::from(s)).collect()),
+    };
+    let padded = |values: &[f32], keep: usize, t: usize, d: usize| {
+        let mut out = vec![0.0f32; t * d];
+        out[..keep * d].copy_from_slice(&values[..keep * d]);
+        Tensor::<Selected, 3>::from_data(TensorData::new(out, [1, t, d]), &device)
+    };
+    let prefix = |len: usize, t: usize| {
+        floats(
+            (0..t).map(|j| f32::from(u8::from(j < len))).collect(),
+            vec![1, t],
+        )
+    };
+    let masks = InputMasks {
+        text: floats(mask.clone(), vec![1, t_l]),
+        audio: prefix(7, t_a),
+        vision: prefix(t_v, t_v),
+        text_len: Tensor::<Selected, 1, Int>::from_data(TensorData::new(vec![7i64], [1]), &device),
+    };
+    // Test-time confounder: every z_i = the mean prototype (0.1), uniform priors.
+    let confounders = Confounders {
+        feats: Tensor::<Selected, 3>::from_data(
+            TensorData::new(vec![0.1f32; 3 * (16 + d_a + d_v)], [3, 1, 16 + d_a + d_v]),
+            &device,
+        ),
+        probs: floats(vec![1.0 / 3.0; 3], vec![1, 3]),
+    };
+    let cf = counterfactual_ids(&rows.ids, &[6]);
+    assert_eq!(&cf[..7], &[103, 103, 103, 103, 6, 103, 103]);
+    let out = model
+        .test(
+            ViewInput {
+                text: tokens(rows.ids.clone()),
+                audio: padded(&audio, 7, t_a, d_a),
+                vision: padded(&vision, t_v, t_v, d_v),
+            },
+            tokens(cf),
+            &masks,
+            &confounders,
+        )
+        .unwrap();
+    let values = |t: Tensor<Selected, 2>| -> Vec<f64> {
+        t.into_data().iter::<f32>().map(f64::from).collect()
+    };
+    let (pred, cf_pred) = (values(out.factual.pred), values(out.counterfactual.pred));
+    let scores: Vec<f64> = pred
+        .iter()
+        .zip(&cf_pred)
+        .map(|(l, c)| l - 0.5 * c)
+        .collect();
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+    let got = |key: &str| -> Vec<f64> {
+        line[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    for (k, (p, d)) in got("probs").iter().zip(got("debiased")).enumerate() {
+        assert!((p - pred[k].exp()).abs() < 1e-5, "probs {k}");
+        assert!(
+            (d - (scores[k] - max).exp() / total).abs() < 1e-5,
+            "debiased {k}"
+        );
+    }
+    assert!(line.get("label").is_none());
+}

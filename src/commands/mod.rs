@@ -1,3 +1,8 @@
 //! One module per command group.
 
 pub mod data;
+pub mod eval;
+pub mod golden;
+pub mod infer;
+pub mod plot;
+pub mod train;

@@ -13,11 +13,18 @@ pub enum ModelError {
 
     /// A malformed configuration file or value.
     #[error("{source_name}: bad configuration: {message}")]
-    Config { source_name: String, message: String },
+    Config {
+        source_name: String,
+        message: String,
+    },
 
     /// Weights that do not fit the model: every missing, unexpected and mis-shaped key is listed.
-    #[error("{file}: weights do not match the model:{}{}{}",
-        list("missing", missing), list("unexpected", unexpected), list("mis-shaped", misshaped))]
+    #[error(
+        "{file}: weights do not match the model:{}{}{}",
+        list("missing", missing),
+        list("unexpected", unexpected),
+        list("mis-shaped", misshaped)
+    )]
     Weights {
         file: String,
         missing: Vec<String>,
@@ -34,7 +41,10 @@ pub enum ModelError {
 
     /// A tokenizer that cannot be loaded or text that cannot be encoded.
     #[error("{source_name}: tokenizer: {message}")]
-    Tokenizer { source_name: String, message: String },
+    Tokenizer {
+        source_name: String,
+        message: String,
+    },
 
     /// Model inputs whose kind or shape does not fit the network (`what` names the input).
     #[error("model input `{what}`: {message}")]

@@ -24,18 +24,12 @@ pub const RECON_EPS: f64 = 1e-6;
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum ReconLoss {
     /// Huber with β = 1: `0.5 e²` if `|e| < 1`, else `|e| − 0.5` (the reference default and the
-    /// only value its scripts use).
+    /// only value its scripts use; `MssdConfig`'s default).
     SmoothL1,
     /// `|e|`.
     L1,
     /// `e²`.
     Mse,
-}
-
-impl Default for ReconLoss {
-    fn default() -> Self {
-        Self::SmoothL1
-    }
 }
 
 impl ReconLoss {
@@ -173,10 +167,14 @@ mod tests {
         assert_close(scalar(loss.clone()), 0.458_145_4, 1e-6);
         // ∂/∂pred[b, c] = −1/B at the label, 0 elsewhere.
         let grads = loss.backward();
-        log_probs.grad(&grads).expect("grad").into_data().assert_approx_eq::<f32>(
-            &TensorData::from([[0.0, -0.5, 0.0], [0.0, 0.0, -0.5]]),
-            Tolerance::absolute(1e-7),
-        );
+        log_probs
+            .grad(&grads)
+            .expect("grad")
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &TensorData::from([[0.0, -0.5, 0.0], [0.0, 0.0, -0.5]]),
+                Tolerance::absolute(1e-7),
+            );
     }
 
     #[test]
@@ -214,10 +212,14 @@ mod tests {
         assert_close(scalar(loss.clone()), row0 / 2.0, 1e-6);
         // ∂/∂S_m = (Q − P) / (B·H).
         let grads = loss.backward();
-        student.grad(&grads).expect("grad").into_data().assert_approx_eq::<f32>(
-            &TensorData::from([[[0.125, -0.125]], [[0.0, 0.0]]]),
-            Tolerance::absolute(1e-6),
-        );
+        student
+            .grad(&grads)
+            .expect("grad")
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &TensorData::from([[[0.125, -0.125]], [[0.0, 0.0]]]),
+                Tolerance::absolute(1e-6),
+            );
     }
 
     #[test]
@@ -254,17 +256,20 @@ mod tests {
     #[test]
     fn smooth_l1_gradient_is_clipped_error() {
         let device = FlexDevice;
-        let e = Tensor::<AB, 1>::from_floats([-2.5, -0.5, 0.0, 0.25, 1.0, 4.0], &device)
-            .require_grad();
+        let e =
+            Tensor::<AB, 1>::from_floats([-2.5, -0.5, 0.0, 0.25, 1.0, 4.0], &device).require_grad();
         let loss = ReconLoss::SmoothL1.elementwise(e.clone());
         loss.clone().into_data().assert_approx_eq::<f32>(
             &TensorData::from([2.0, 0.125, 0.0, 0.03125, 0.5, 3.5]),
             Tolerance::absolute(1e-7),
         );
         let grads = loss.sum().backward();
-        e.grad(&grads).expect("grad").into_data().assert_approx_eq::<f32>(
-            &TensorData::from([-1.0, -0.5, 0.0, 0.25, 1.0, 1.0]),
-            Tolerance::absolute(1e-7),
-        );
+        e.grad(&grads)
+            .expect("grad")
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &TensorData::from([-1.0, -0.5, 0.0, 0.25, 1.0, 1.0]),
+                Tolerance::absolute(1e-7),
+            );
     }
 }

@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use crate::config::PositionalMode;
-use crate::wsam::{masked_softmax, xavier_linear};
+use crate::wsam::xavier_linear;
 
 /// The seven modality subsets `U ⊆ {L, A, V}` of the MCA, in the reference's projection order
 /// (`LAV`→0, `LA`→1, `LV`→2, `AV`→3, `L`→4, `A`→5, `V`→6); each entry says whether text, audio
@@ -24,9 +24,6 @@ pub const BRANCHES: [[bool; 3]; 7] = [
     [false, true, false],
     [false, false, true],
 ];
-
-/// The branch whose attention probabilities get dropout (`LAV`).
-const FULL_BRANCH: usize = 0;
 
 /// For each modality (text, audio, vision), the four branches that contain it, in the order
 /// their outputs are concatenated before the summarisation `s_l` / `s_a` / `s_v`.
@@ -50,33 +47,33 @@ pub fn sinusoidal_table(rows: usize, d_model: usize) -> Vec<f32> {
     table
 }
 
-/// The seven MCA branch masks for segments of length `L`, built once per forward.
+/// Which column blocks each MCA branch reads, per row block.
 ///
-/// `allowed[u][i, j]` is true when token `i` and token `j` both belong to a modality of
-/// branch `u`; rows outside the branch have no allowed column.
+/// The fused sequence has three blocks of `L` tokens (text, audio, vision). A row of modality
+/// `i` belongs to the four subsets `U ∋ i` listed in [`SUMMARY_BRANCHES`]`[i]`, and in branch
+/// `U` it attends to the column blocks `j ∈ U`. `excluded[0, 0, i, 0, k, j]` is true when column
+/// block `j` is outside the `k`-th subset containing `i`.
 #[derive(Debug, Clone)]
 pub struct BranchMasks<B: Backend> {
-    /// One `[1, 1, 3L, 3L]` mask per branch, broadcast over batch and heads.
-    pub allowed: Vec<Tensor<B, 4, Bool>>,
+    /// `[1, 1, 3, 1, 4, 3]` (row block `i`, branch slot `k`, column block `j`), broadcast over
+    /// batch, heads and the `L` rows of a block.
+    pub excluded: Tensor<B, 6, Bool>,
 }
 
 impl<B: Backend> BranchMasks<B> {
-    /// Builds the masks for modality segments `[0, L)` text, `[L, 2L)` audio, `[2L, 3L)` vision.
-    pub fn new(segment_len: usize, device: &B::Device) -> Self {
-        let n = 3 * segment_len;
-        let allowed = BRANCHES
+    /// Builds the block table from [`BRANCHES`] and [`SUMMARY_BRANCHES`].
+    pub fn new(device: &B::Device) -> Self {
+        let values: Vec<bool> = SUMMARY_BRANCHES
             .iter()
-            .map(|members| {
-                let mut values = Vec::with_capacity(n * n);
-                for i in 0..n {
-                    for j in 0..n {
-                        values.push(members[i / segment_len] && members[j / segment_len]);
-                    }
-                }
-                Tensor::from_data(TensorData::new(values, [1, 1, n, n]), device)
+            .flat_map(|slots| {
+                slots
+                    .iter()
+                    .flat_map(|&u| BRANCHES[u].map(|member| !member))
             })
             .collect();
-        Self { allowed }
+        Self {
+            excluded: Tensor::from_data(TensorData::new(values, [1, 1, 3, 1, 4, 3]), device),
+        }
     }
 }
 
@@ -136,15 +133,30 @@ impl McaConfig {
 impl<B: Backend> Mca<B> {
     /// Runs the seven branches and the per-modality summarisation.
     ///
+    /// All seven branches share one score matrix `S = q kᵀ`, and each branch's softmax runs over
+    /// a union of whole column blocks. So the scores are exponentiated once per column block,
+    /// `E_j = exp(S_{·j} − m_j)` with `m_j` the row maximum inside block `j`, and
+    /// `Y_j = E_j V_j` is multiplied once per block. A branch `U` then only rescales those block
+    /// products per row: with `M_U = max_{j∈U} m_j`, `a_{Uj} = exp(m_j − M_U)` and
+    /// `Z_U = Σ_{j∈U} a_{Uj} Σ_t E_j[·, t]`,
+    /// `softmax_U(S) V = Σ_{j∈U} (a_{Uj} / Z_U) Y_j`. No `[B, H, 3L, 3L]` tensor is built per
+    /// branch. (The maxima only shift the exponent; they carry no gradient.) The blocks are laid
+    /// out `[B, H, 3 (j), 3L, L]`, so that every large tensor, forward and backward, stays
+    /// contiguous; the returned `S` is its own product `q kᵀ`.
+    ///
+    /// With attention dropout active (training, `attn_dropout > 0`), the `LAV` branch's
+    /// probabilities are formed explicitly, as `[B, H, 3 (j), 3L, L]`, so that dropout can act
+    /// on them.
+    ///
     /// # Shapes
     /// - x: `[batch, 3L, D]` (segments text, audio, vision of length `L` each)
-    /// - masks: built for `L`
+    /// - masks: the block table ([`BranchMasks::new`])
     /// - returns `(output [batch, 3L, D], raw scores [batch·H, 3L, 3L])`; the scores are
     ///   `q kᵀ` before any mask or softmax, flat index `b·H + h`
     pub fn forward(&self, x: Tensor<B, 3>, masks: &BranchMasks<B>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let [batch, n, d] = x.dims();
         let heads = self.num_heads;
-        let hd = d / heads;
+        let (hd, l) = (d / heads, n / 3);
         let qkv = self.in_proj.forward(x); // [B, 3L, 3D]
         let split_heads = |i: usize| {
             qkv.clone()
@@ -155,43 +167,113 @@ impl<B: Backend> Mca<B> {
         let q = split_heads(0).mul_scalar((hd as f64).powf(-0.5)); // [B, H, 3L, hd]
         let k = split_heads(1); // [B, H, 3L, hd]
         let v = split_heads(2); // [B, H, 3L, hd]
-        let scores = q.matmul(k.swap_dims(2, 3)); // [B, H, 3L, 3L]
+        let scores = q.clone().matmul(k.clone().swap_dims(2, 3)); // [B, H, 3L, 3L]
 
-        let branch_out: Vec<Tensor<B, 3>> = masks
-            .allowed
-            .iter()
-            .zip(&self.out_proj)
-            .enumerate()
-            .map(|(u, (allowed, proj))| {
-                let mut probs = masked_softmax(scores.clone(), allowed.clone()); // [B, H, 3L, 3L]
-                if u == FULL_BRANCH {
-                    probs = self.attn_dropout.forward(probs);
-                }
-                let merged = probs
-                    .matmul(v.clone()) // [B, H, 3L, hd]
-                    .swap_dims(1, 2) // [B, 3L, H, hd]
-                    .reshape([batch, n, d]); // [B, 3L, D]
-                proj.forward(merged) // [B, 3L, D]
-            })
-            .collect();
+        // Per column block j (every row): S_j, E_j = exp(S_j − m_j), and in one matmul
+        // Y_j = E_j V_j together with the row sums of E_j (a column of ones appended to V_j).
+        let k_blocks = k.reshape([batch, heads, 3, l, hd]); // [B, H, 3, L, hd]
+        let blocks = q.unsqueeze_dim::<5>(2).matmul(k_blocks.swap_dims(3, 4)); // [B, H, 3 (j), 3L, L]
+        let block_max = blocks.clone().max_dim(4).detach(); // [B, H, 3, 3L, 1]
+        let exp = (blocks - block_max.clone()).exp(); // [B, H, 3, 3L, L]
+        let v_blocks = v.reshape([batch, heads, 3, l, hd]); // [B, H, 3, L, hd]
+        let ones = Tensor::ones([batch, heads, 3, l, 1], &exp.device());
+        let block_out = exp
+            .clone()
+            .matmul(Tensor::cat(vec![v_blocks.clone(), ones], 4)); // [B, H, 3, 3L, hd + 1]
+        let block_sum = block_out.clone().narrow(4, hd, 1); // [B, H, 3, 3L, 1]
+        let block_out = block_out.narrow(4, 0, hd); // [B, H, 3, 3L, hd]
 
-        let l = n / 3;
-        let summaries = [&self.s_l, &self.s_a, &self.s_v];
-        let segments: Vec<Tensor<B, 3>> = SUMMARY_BRANCHES
-            .iter()
-            .zip(summaries)
-            .enumerate()
-            .map(|(m, (branches, summary))| {
-                let rows = m * l..(m + 1) * l;
-                let parts = branches
-                    .iter()
-                    .map(|&u| branch_out[u].clone().slice([0..batch, rows.clone(), 0..d]))
-                    .collect(); // 4 × [B, L, D]
-                summary.forward(Tensor::cat(parts, 2)) // [B, L, D]
-            })
-            .collect();
-        let out = self.final_out_proj.forward(Tensor::cat(segments, 1)); // [B, 3L, D]
+        // Row statistics regrouped per row block i: [B, H, 3 (i), L, 1, 3 (j)].
+        let per_block = |x: Tensor<B, 5>| {
+            x.reshape([batch, heads, 3, 3, l])
+                .permute([0, 1, 3, 4, 2])
+                .reshape([batch, heads, 3, l, 1, 3])
+        };
+        // Branch weights a_{Uj} / Z_U for the four branches of each row block.
+        let slots = [batch, heads, 3, l, 4, 3];
+        let shifted = per_block(block_max)
+            .expand(slots)
+            .mask_fill(masks.excluded.clone().expand(slots), f32::NEG_INFINITY); // [B, H, 3, L, 4, 3]
+        let branch_max = shifted.clone().max_dim(5); // [B, H, 3, L, 4, 1]
+        let scale = (shifted - branch_max).exp(); // [B, H, 3, L, 4, 3], 0 outside U
+        let norm = (scale.clone() * per_block(block_sum)).sum_dim(5); // [B, H, 3, L, 4, 1]
+        let weights = scale / norm; // [B, H, 3, L, 4, 3]
+
+        let block_out = block_out
+            .reshape([batch, heads, 3, 3, l, hd])
+            .permute([0, 1, 3, 4, 2, 5]); // [B, H, 3 (i), L, 3 (j), hd]
+        let dropout_active = self.attn_dropout.prob > 0.0 && B::ad_enabled(&weights.device());
+        let branches = if dropout_active {
+            // LAV (slot 0 of every row block) from its explicit, dropped-out probabilities.
+            let lav_weights = weights
+                .clone()
+                .narrow(4, 0, 1) // [B, H, 3 (i), L, 1, 3 (j)]
+                .reshape([batch, heads, n, 3])
+                .swap_dims(2, 3)
+                .unsqueeze_dim::<5>(4); // [B, H, 3 (j), 3L, 1]
+            let probs = self.attn_dropout.forward(exp * lav_weights); // [B, H, 3, 3L, L]
+            let lav = probs
+                .matmul(v_blocks)
+                .sum_dim(2) // [B, H, 1, 3L, hd]
+                .reshape([batch, heads, 3, l, 1, hd]);
+            let rest = weights.narrow(4, 1, 3).matmul(block_out); // [B, H, 3, L, 3, hd]
+            Tensor::cat(vec![lav, rest], 4) // [B, H, 3, L, 4, hd]
+        } else {
+            weights.matmul(block_out) // [B, H, 3, L, 4, hd]
+        };
+        let branches = branches
+            .permute([2, 0, 3, 4, 1, 5]) // [3, B, L, 4, H, hd]
+            .reshape([3, batch * l, 4 * d]); // [3, B·L, 4D]: O_U of slot k in features kD..(k+1)D
+
+        let (weight, bias) = self.composed_output(); // [3, 4D, D], [3, 1, D]
+        let out = (branches.matmul(weight) + bias) // [3, B·L, D]
+            .reshape([3, batch, l, d])
+            .swap_dims(0, 1)
+            .reshape([batch, n, d]); // [B, 3L, D]
         (out, scores.reshape([batch * heads, n, n]))
+    }
+
+    /// The affine map from a row block's four branch outputs to the MCA output.
+    ///
+    /// For the rows of modality `i`, `Linear_U` of its four branches, the summarisation `s_i`
+    /// and `final_out_proj` follow one another with no non-linearity in between, so
+    /// `((cat_k(O_k W_k + b_k)) W_s + b_s) W_f + b_f = cat_k(O_k) · W + b` with
+    /// `W = stack_k(W_k W_s[k]) · W_f` and `b = (Σ_k b_k W_s[k] + b_s) W_f + b_f`, where
+    /// `W_s[k]` is rows `kD..(k+1)D` of `W_s` (Burn's `[in, out]` weight layout). The
+    /// composition is differentiable, so every original weight still gets its gradient.
+    ///
+    /// # Returns
+    /// `W` `[3, 4D, D]` and `b` `[3, 1, D]`, row blocks text, audio, vision.
+    fn composed_output(&self) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let w_f = self.final_out_proj.weight.val(); // [D, D]
+        let d = w_f.dims()[0];
+        let bias_of = |layer: &Linear<B>| layer.bias.as_ref().map(|b| b.val().reshape([1, d]));
+        let add = |a: Tensor<B, 2>, b: Option<Tensor<B, 2>>| match b {
+            Some(b) => a + b,
+            None => a,
+        };
+        let (weights, biases): (Vec<_>, Vec<_>) = [&self.s_l, &self.s_a, &self.s_v]
+            .into_iter()
+            .zip(SUMMARY_BRANCHES)
+            .map(|(summary, slots)| {
+                let w_s = summary.weight.val(); // [4D, D]
+                let mut parts = Vec::with_capacity(slots.len());
+                let mut bias =
+                    bias_of(summary).unwrap_or_else(|| Tensor::zeros([1, d], &w_f.device()));
+                for (k, u) in slots.into_iter().enumerate() {
+                    let w_sk = w_s.clone().narrow(0, k * d, d); // [D, D]
+                    let branch = &self.out_proj[u];
+                    if let Some(b_u) = bias_of(branch) {
+                        bias = bias + b_u.matmul(w_sk.clone()); // [1, D]
+                    }
+                    parts.push(branch.weight.val().matmul(w_sk)); // [D, D]
+                }
+                let weight = Tensor::cat(parts, 0).matmul(w_f.clone()); // [4D, D]
+                let bias = add(bias.matmul(w_f.clone()), bias_of(&self.final_out_proj)); // [1, D]
+                (weight.unsqueeze_dim::<3>(0), bias.unsqueeze_dim::<3>(0))
+            })
+            .unzip();
+        (Tensor::cat(weights, 0), Tensor::cat(biases, 0))
     }
 }
 
@@ -367,7 +449,7 @@ impl<B: Backend> Mct<B> {
     ) -> MctOutput<B> {
         let [batch, l, d] = text.dims();
         let x = self.embed(Tensor::cat(vec![text, audio, vision], 1)); // [B, 3L, D]
-        let masks = BranchMasks::new(l, &x.device());
+        let masks = BranchMasks::new(&x.device());
         let (x, scores) = self.layers.iter().fold((x, None), |(x, _), layer| {
             let (x, scores) = layer.forward(x, &masks); // [B, 3L, D], [B·H, 3L, 3L]
             (x, Some(scores))
@@ -413,6 +495,7 @@ impl<B: Backend> Mct<B> {
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::module::AutodiffModule;
     use burn::tensor::{Distribution, Tolerance};
 
     type TB = Flex;
@@ -503,35 +586,42 @@ mod tests {
         }
     }
 
-    /// The MCA against a loop-by-loop formulation of spec §5.5 in f64: for each of the seven
-    /// subsets `U`, rows in `U` take a softmax over the columns in `U` and rows outside give a
-    /// zero vector before `Linear_U`; each modality's rows are summarised from the four subsets
-    /// that contain it.
-    #[test]
-    fn mca_matches_direct_formulation() {
-        let device = Default::default();
-        TB::seed(&device, 3);
-        let (batch, l, d, heads) = (2, 3, 8, 2);
-        let (n, hd) = (3 * l, d / heads);
-        let mut mca = McaConfig::new(d, heads).init::<TB>(&device);
-        // Random, non-zero biases everywhere so that every term matters.
-        let noisy = |layer: &mut Linear<TB>| {
+    /// An MCA with random, non-zero biases everywhere so that every term matters.
+    fn noisy_mca<B: Backend>(d: usize, heads: usize, dropout: f64, device: &B::Device) -> Mca<B> {
+        let mut mca = McaConfig::new(d, heads)
+            .with_attn_dropout(dropout)
+            .init::<B>(device);
+        let noisy = |layer: &mut Linear<B>| {
             let [_, d_out] = layer.weight.dims();
             layer.bias = Some(burn::module::Param::from_tensor(Tensor::random(
                 [d_out],
                 Distribution::Normal(0.0, 0.5),
-                &device,
+                device,
             )));
         };
         noisy(&mut mca.in_proj);
         mca.out_proj.iter_mut().for_each(noisy);
-        let x = Tensor::<TB, 3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
-        let (out, scores) = mca.forward(x.clone(), &BranchMasks::new(l, &device));
-        assert_eq!(scores.dims(), [batch * heads, n, n]);
+        mca
+    }
 
+    /// A loop-by-loop formulation of spec §5.5 in f64: for each of the seven subsets `U`, rows
+    /// in `U` take a softmax over the columns in `U` and rows outside give a zero vector before
+    /// `Linear_U`; each modality's rows are summarised from the four subsets that contain it.
+    /// `lav_dropout` = (keep mask `[batch, H, 3L, 3L]`, keep probability) multiplies the `LAV`
+    /// probabilities by `keep / p`.
+    ///
+    /// # Returns
+    /// `(output [batch, 3L, D], scores [batch·H, 3L, 3L])`, row-major.
+    fn reference_mca(
+        mca: &Mca<TB>,
+        xs: &[f64],
+        [batch, l, d]: [usize; 3],
+        lav_dropout: Option<(&[f64], f64)>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let heads = mca.num_heads;
+        let (n, hd) = (3 * l, d / heads);
         let names = ["LAV", "LA", "LV", "AV", "L", "A", "V"];
         let letter = |i: usize| ["L", "A", "V"][i / l];
-        let xs = values(x);
         let mut want_out = vec![0.0; batch * n * d];
         let mut want_scores = vec![0.0; batch * heads * n * n];
         for b in 0..batch {
@@ -567,7 +657,10 @@ mod tests {
                                     let max = s.iter().cloned().fold(f64::MIN, f64::max);
                                     let z: f64 = s.iter().map(|v| (v - max).exp()).sum();
                                     for (&j, sj) in cols.iter().zip(&s) {
-                                        let p = (sj - max).exp() / z;
+                                        let mut p = (sj - max).exp() / z;
+                                        if let (0, Some((keep, prob))) = (u, lav_dropout) {
+                                            p *= keep[((b * heads + h) * n + i) * n + j] / prob;
+                                        }
                                         for c in 0..hd {
                                             o[h * hd + c] += p * qkv[j][2 * d + h * hd + c];
                                         }
@@ -591,6 +684,21 @@ mod tests {
                 want_out[(b * n + i) * d..(b * n + i + 1) * d].copy_from_slice(&y);
             }
         }
+        (want_out, want_scores)
+    }
+
+    /// The MCA against [`reference_mca`].
+    #[test]
+    fn mca_matches_direct_formulation() {
+        let device = Default::default();
+        TB::seed(&device, 3);
+        let (batch, l, d, heads) = (2, 3, 8, 2);
+        let n = 3 * l;
+        let mca = noisy_mca::<TB>(d, heads, 0.0, &device);
+        let x = Tensor::<TB, 3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
+        let (out, scores) = mca.forward(x.clone(), &BranchMasks::new(&device));
+        assert_eq!(scores.dims(), [batch * heads, n, n]);
+        let (want_out, want_scores) = reference_mca(&mca, &values(x), [batch, l, d], None);
         let tol = Tolerance::<f64>::absolute(1e-5);
         out.into_data()
             .convert::<f64>()
@@ -601,23 +709,201 @@ mod tests {
             .assert_approx_eq::<f64>(&TensorData::new(want_scores, [batch * heads, n, n]), tol);
     }
 
+    /// In training, dropout acts on the `LAV` probabilities only: the output equals the direct
+    /// formulation with the keep mask that the seeded dropout draws (one Bernoulli tensor over
+    /// the `[batch, H, 3L, 3L]` probabilities), and without autodiff nothing is dropped.
+    #[test]
+    fn mca_attention_dropout_acts_on_lav_probabilities() {
+        type AB = burn::backend::Autodiff<TB>;
+        let device = Default::default();
+        TB::seed(&device, 5);
+        let (batch, l, d, heads, prob) = (2, 3, 8, 2, 0.5);
+        let n = 3 * l;
+        let mca = noisy_mca::<AB>(d, heads, prob, &device);
+        let x = Tensor::<TB, 3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
+        let xs = values(x.clone());
+        let inner = mca.valid();
+
+        // The backend's RNG is shared by the tests running in parallel: draw the mask before
+        // and after the forward from the same seed, and keep an attempt only when both agree.
+        // Dropout draws it in the block layout [B, H, 3 (column block), 3L, L].
+        let draw = || {
+            TB::seed(&device, 9);
+            values(
+                Tensor::<TB, 5>::random(
+                    [batch, heads, 3, n, l],
+                    Distribution::Bernoulli(1.0 - prob),
+                    &device,
+                )
+                .swap_dims(2, 3)
+                .reshape([batch, heads, n, n]),
+            )
+        };
+        let (out, keep) = (0..20)
+            .find_map(|_| {
+                let before = draw();
+                TB::seed(&device, 9);
+                let (out, _) =
+                    mca.forward(Tensor::from_inner(x.clone()), &BranchMasks::new(&device));
+                (draw() == before).then_some((out, before))
+            })
+            .expect("an attempt without interference");
+        let dropped: f64 = keep.iter().map(|k| 1.0 - k).sum();
+        assert!(dropped > 0.0, "the mask drops something");
+        let (want, _) = reference_mca(&inner, &xs, [batch, l, d], Some((&keep, 1.0 - prob)));
+        let tol = Tolerance::<f64>::absolute(1e-5);
+        out.inner()
+            .into_data()
+            .convert::<f64>()
+            .assert_approx_eq::<f64>(&TensorData::new(want, [batch, n, d]), tol);
+
+        let (eval_out, _) = inner.forward(x, &BranchMasks::new(&device));
+        let (want_eval, _) = reference_mca(&inner, &xs, [batch, l, d], None);
+        eval_out
+            .into_data()
+            .convert::<f64>()
+            .assert_approx_eq::<f64>(&TensorData::new(want_eval, [batch, n, d]), tol);
+    }
+
+    /// The dense formulation (one masked softmax over `[B, H, 3L, 3L]` per branch, then
+    /// `Linear_U`, the summarisations and `final_out_proj` as separate layers), written with
+    /// tensor operations so that autodiff can differentiate it.
+    fn dense_mca<B: Backend>(mca: &Mca<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, n, d] = x.dims();
+        let (heads, l) = (mca.num_heads, n / 3);
+        let hd = d / heads;
+        let qkv = mca.in_proj.forward(x);
+        let split = |i: usize| {
+            qkv.clone()
+                .slice([0..batch, 0..n, i * d..(i + 1) * d])
+                .reshape([batch, n, heads, hd])
+                .swap_dims(1, 2)
+        };
+        let scores = split(0)
+            .mul_scalar((hd as f64).powf(-0.5))
+            .matmul(split(1).swap_dims(2, 3));
+        let device = scores.device();
+        let branch_out: Vec<Tensor<B, 3>> = BRANCHES
+            .iter()
+            .zip(&mca.out_proj)
+            .map(|(members, proj)| {
+                let allowed: Vec<bool> = (0..n * n)
+                    .map(|ij| members[ij / n / l] && members[ij % n / l])
+                    .collect();
+                let allowed = Tensor::<B, 4, Bool>::from_data(
+                    TensorData::new(allowed, [1, 1, n, n]),
+                    &device,
+                );
+                let probs = crate::wsam::masked_softmax(scores.clone(), allowed);
+                proj.forward(
+                    probs
+                        .matmul(split(2))
+                        .swap_dims(1, 2)
+                        .reshape([batch, n, d]),
+                )
+            })
+            .collect();
+        let segments = SUMMARY_BRANCHES
+            .iter()
+            .zip([&mca.s_l, &mca.s_a, &mca.s_v])
+            .enumerate()
+            .map(|(m, (slots, summary))| {
+                let parts = slots
+                    .iter()
+                    .map(|&u| {
+                        branch_out[u]
+                            .clone()
+                            .slice([0..batch, m * l..(m + 1) * l, 0..d])
+                    })
+                    .collect();
+                summary.forward(Tensor::cat(parts, 2))
+            })
+            .collect();
+        mca.final_out_proj.forward(Tensor::cat(segments, 1))
+    }
+
+    /// Gradients through the block formulation (with its detached maxima and composed output
+    /// map) equal those through the dense formulation, for the input and every parameter.
+    #[test]
+    fn mca_gradients_match_dense_formulation() {
+        type AB = burn::backend::Autodiff<TB>;
+        let device = Default::default();
+        TB::seed(&device, 13);
+        let (batch, l, d, heads) = (2, 4, 8, 4);
+        let n = 3 * l;
+        let mca = noisy_mca::<AB>(d, heads, 0.0, &device);
+        let x_inner =
+            Tensor::<TB, 3>::random([batch, n, d], Distribution::Normal(0.0, 2.0), &device);
+        let probe = Tensor::<AB, 3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
+        let gradients = |block: bool| {
+            let x = Tensor::<AB, 3>::from_inner(x_inner.clone()).require_grad();
+            let out = if block {
+                mca.forward(x.clone(), &BranchMasks::new(&device)).0
+            } else {
+                dense_mca(&mca, x.clone())
+            };
+            let grads = (out * probe.clone()).sum().backward();
+            let mut all = values(x.grad(&grads).expect("input gradient"));
+            let params = [
+                &mca.in_proj,
+                &mca.s_l,
+                &mca.s_a,
+                &mca.s_v,
+                &mca.final_out_proj,
+            ]
+            .into_iter()
+            .chain(&mca.out_proj);
+            for layer in params {
+                all.extend(values(layer.weight.grad(&grads).expect("weight gradient")));
+                let bias = layer.bias.as_ref().expect("bias");
+                all.extend(values(bias.grad(&grads).expect("bias gradient")));
+            }
+            all
+        };
+        let (got, want) = (gradients(true), gradients(false));
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "largest relative gradient difference {worst}");
+    }
+
     #[test]
     fn branch_masks_have_the_subset_blocks() {
         let device = Default::default();
-        let masks = BranchMasks::<TB>::new(2, &device);
-        assert_eq!(masks.allowed.len(), 7);
-        // Branch LV (index 2): text and vision rows/columns, audio excluded.
-        let lv: Vec<bool> = masks.allowed[2]
-            .clone()
+        let excluded: Vec<bool> = BranchMasks::<TB>::new(&device)
+            .excluded
             .into_data()
             .to_vec::<bool>()
             .expect("bool data");
-        let inside = |t: usize| !(2..4).contains(&t);
-        for i in 0..6 {
-            for j in 0..6 {
-                assert_eq!(lv[i * 6 + j], inside(i) && inside(j), "({i}, {j})");
-            }
-        }
+        // Rows of modality i, slot k: the subsets containing i, in the concatenation order of
+        // s_l / s_a / s_v (spec §5.5 step 5); true = column block outside the subset.
+        let want = [
+            // text rows: LAV, LA, LV, L
+            [
+                [false, false, false],
+                [false, false, true],
+                [false, true, false],
+                [false, true, true],
+            ],
+            // audio rows: LAV, LA, AV, A
+            [
+                [false, false, false],
+                [false, false, true],
+                [true, false, false],
+                [true, false, true],
+            ],
+            // vision rows: LAV, LV, AV, V
+            [
+                [false, false, false],
+                [false, true, false],
+                [true, false, false],
+                [true, true, false],
+            ],
+        ];
+        assert_eq!(excluded, want.as_flattened().as_flattened());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! live in `cider-causal`, which wraps this network.
 
 use burn::module::{Initializer, Module};
-use burn::nn::{Gru, GruConfig};
+use burn::nn::{Gru, GruConfig, Linear};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor};
 
 use crate::ModelError;
@@ -236,9 +238,9 @@ impl<B: Backend> CiderNetwork<B> {
                 )
             }
         };
-        let g_l = self.gru_l.forward(p_l, None); // [B, T_l, D]
-        let g_a = self.gru_a.forward(s_a, None); // [B, T_l, D]
-        let g_v = self.gru_v.forward(s_v, None); // [B, T_l, D]
+        let g_l = gru_sequence(&self.gru_l, p_l); // [B, T_l, D]
+        let g_a = gru_sequence(&self.gru_a, s_a); // [B, T_l, D]
+        let g_v = gru_sequence(&self.gru_v, s_v); // [B, T_l, D]
         let fused = self.mct.forward(g_l, g_a, g_v); // 3 × [B, L, D], scores [B·H, 3L, 3L]
         let h = Tensor::cat(
             vec![
@@ -348,6 +350,75 @@ impl<B: Backend> CiderNetwork<B> {
     }
 }
 
+/// Runs a GRU over every step from a zero state (spec §5.4, PyTorch's equations):
+/// `r = σ(x W_ir + b_ir + h W_hr + b_hr)`, `z = σ(x W_iz + b_iz + h W_hz + b_hz)`,
+/// `n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+///
+/// This is what `Gru::forward` computes for the network's GRUs (sigmoid and tanh activations,
+/// reset applied after the hidden matmul, no clipping: `GruConfig`'s defaults, which
+/// [`NetworkConfig::init`] keeps), with far fewer operations: the input projections of all
+/// steps are one matmul `[B·T, D] × [D, 3D]`, and each step does a single hidden matmul
+/// `[B, D] × [D, 3D]` for the three gates.
+///
+/// # Shapes
+/// - x: `[batch, T, D]`
+/// - output: every hidden state, `[batch, T, D]`
+fn gru_sequence<B: Backend>(gru: &Gru<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [batch, steps, _] = x.dims();
+    let d = gru.d_hidden;
+    let device = x.device();
+    let gates = [&gru.reset_gate, &gru.update_gate, &gru.new_gate];
+    let bias = |linear: &Linear<B>| match &linear.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([d], &device),
+    };
+    let w_i = Tensor::cat(
+        gates
+            .iter()
+            .map(|g| g.input_transform.weight.val())
+            .collect(),
+        1,
+    ); // [D_in, 3D]: columns r | z | n
+    let w_h = Tensor::cat(
+        gates
+            .iter()
+            .map(|g| g.hidden_transform.weight.val())
+            .collect(),
+        1,
+    ); // [D, 3D]
+    // r and z take both of their biases here; b_hn stays inside r ⊙ (h W_hn + b_hn).
+    let b_i = Tensor::cat(
+        vec![
+            bias(&gru.reset_gate.input_transform) + bias(&gru.reset_gate.hidden_transform),
+            bias(&gru.update_gate.input_transform) + bias(&gru.update_gate.hidden_transform),
+            bias(&gru.new_gate.input_transform),
+        ],
+        0,
+    ); // [3D]
+    let b_hn = bias(&gru.new_gate.hidden_transform).reshape([1, d]); // [1, D]
+    let projected = linear(x, w_i, Some(b_i)); // [B, T, 3D]
+    let mut h = Tensor::<B, 2>::zeros([batch, d], &device); // [B, D]
+    let mut states = Vec::with_capacity(steps);
+    for t in 0..steps {
+        let x_t = projected
+            .clone()
+            .slice([0..batch, t..t + 1, 0..3 * d])
+            .reshape([batch, 3 * d]); // [B, 3D]
+        let h_t = h.clone().matmul(w_h.clone()); // [B, 3D]
+        let rz = sigmoid(
+            x_t.clone().slice([0..batch, 0..2 * d]) + h_t.clone().slice([0..batch, 0..2 * d]),
+        ); // [B, 2D]
+        let r = rz.clone().slice([0..batch, 0..d]); // [B, D]
+        let z = rz.slice([0..batch, d..2 * d]); // [B, D]
+        let n = (x_t.slice([0..batch, 2 * d..3 * d])
+            + r * (h_t.slice([0..batch, 2 * d..3 * d]) + b_hn.clone()))
+        .tanh(); // [B, D]
+        h = n.clone() + z * (h - n); // (1 − z) ⊙ n + z ⊙ h, [B, D]
+        states.push(h.clone());
+    }
+    Tensor::stack(states, 1) // [B, T, D]
+}
+
 fn input_error(what: &str, message: String) -> ModelError {
     ModelError::Input {
         what: what.to_string(),
@@ -418,6 +489,25 @@ mod tests {
         }
     }
 
+    /// The fused GRU loop computes what Burn's own `Gru::forward` computes (PyTorch's
+    /// equations, checked against them in Burn's notes), for every step.
+    #[test]
+    fn gru_sequence_matches_burn_gru() {
+        let device = FlexDevice;
+        TB::seed(&device, 17);
+        let gru = GruConfig::new(6, 6, true)
+            .with_initializer(Initializer::Uniform {
+                min: -0.6,
+                max: 0.6,
+            })
+            .init::<TB>(&device);
+        let x = Tensor::<TB, 3>::random([3, 7, 6], Distribution::Normal(0.0, 1.5), &device);
+        let want = gru.forward(x.clone(), None);
+        gru_sequence(&gru, x)
+            .into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(1e-5));
+    }
+
     /// GRU weights and biases `U(±1/sqrt(D))` (spec §5.11).
     #[test]
     fn gru_init_range() {
@@ -426,7 +516,10 @@ mod tests {
             .expect("valid config");
         let k = 1.0 / 8f32.sqrt();
         for gate in [&network.gru_a.reset_gate, &network.gru_a.new_gate] {
-            gate.hidden_transform.weight.to_data().assert_within_range(-k..k);
+            gate.hidden_transform
+                .weight
+                .to_data()
+                .assert_within_range(-k..k);
             let bias = gate.input_transform.bias.as_ref().expect("bias");
             bias.to_data().assert_within_range(-k..k);
         }

@@ -209,17 +209,41 @@ pub fn recover_dir(target: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// Stack size of the thread that encodes and decodes records.
+const RECORD_STACK: usize = 64 << 20;
+
+/// Runs `f` on a thread with a [`RECORD_STACK`]-byte stack: serde's derived code for a record
+/// as deep as a whole model needs more than the 2 MiB of a test thread in unoptimised builds.
+fn on_large_stack<T: Send>(
+    path: &Path,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, CheckpointError> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("cider-record".into())
+            .stack_size(RECORD_STACK)
+            .spawn_scoped(scope, f)
+            .map_err(io_error(path))?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
 /// Writes a Burn record as `dir/NAME.mpk`.
 pub fn save_record<B: Backend, R: Record<B>>(
     record: R,
     dir: &Path,
     name: &str,
 ) -> Result<(), CheckpointError> {
-    let path = dir.join(name);
-    Recorder::<B>::record(&recorder(), record, path.clone()).map_err(|e| CheckpointError::Record {
-        path: path.with_extension("mpk"),
-        action: "write",
-        message: e.to_string(),
+    let path = dir.join(name).with_extension("mpk");
+    let base = dir.join(name);
+    on_large_stack(&path, || Recorder::<B>::record(&recorder(), record, base))?.map_err(|e| {
+        CheckpointError::Record {
+            path,
+            action: "write",
+            message: e.to_string(),
+        }
     })
 }
 
@@ -229,11 +253,14 @@ pub fn load_record<B: Backend, R: Record<B>>(
     name: &str,
     device: &B::Device,
 ) -> Result<R, CheckpointError> {
-    let path = dir.join(name);
-    Recorder::<B>::load(&recorder(), path.clone(), device).map_err(|e| CheckpointError::Record {
-        path: path.with_extension("mpk"),
-        action: "read",
-        message: e.to_string(),
+    let path = dir.join(name).with_extension("mpk");
+    let base = dir.join(name);
+    on_large_stack(&path, || Recorder::<B>::load(&recorder(), base, device))?.map_err(|e| {
+        CheckpointError::Record {
+            path,
+            action: "read",
+            message: e.to_string(),
+        }
     })
 }
 
@@ -419,9 +446,7 @@ mod tests {
         let values = |l: &Linear<B>| l.weight.val().into_data().into_vec::<f32>().unwrap();
         assert_eq!(values(&linear), values(&loaded));
         assert_eq!(linear.weight.id, loaded.weight.id, "parameter ids are kept");
-        eprintln!("A");
         let missing = load_record::<B, <Linear<B> as Module<B>>::Record>(&dir, "nope", &device);
-        eprintln!("B");
         assert!(matches!(
             missing,
             Err(CheckpointError::Record { action: "read", .. })
@@ -433,9 +458,7 @@ mod tests {
         let config = CiderConfig::new(network, 3);
         let model = config.init::<B>(&device).unwrap();
         save_model(&model, &config, &dir).unwrap();
-        eprintln!("C");
         let (read_config, read_model) = load_model::<B>(&dir, &device).unwrap();
-        eprintln!("D");
         assert_eq!(read_config.num_classes, 3);
         assert_eq!(read_model.num_params(), model.num_params());
         assert_eq!(

@@ -31,7 +31,10 @@ use cider_data::missing::TrainRng;
 use cider_data::synth::{self, Layout, SynthConfig, Variant};
 use cider_model::bert::BertConfig;
 use cider_model::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
+use cider_model::losses::ReconLoss;
 use serde::{Deserialize, Serialize};
+
+use crate::mssd::{Distillation, MssdConfig};
 
 /// A configuration that cannot be read or used. Displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,10 @@ pub enum ConfigError {
     #[error("override `{text}`: {message}")]
     Override { text: String, message: String },
 
+    /// A configuration that cannot be written as TOML (not expected for values that parsed).
+    #[error("cannot write the configuration as TOML: {message}")]
+    Serialize { message: String },
+
     /// A well-typed value that cannot be used (rate outside [0, 1], zero batch size…).
     #[error("{source_name}: `{key}` {message}")]
     Invalid {
@@ -79,29 +86,76 @@ pub enum Selection {
     TestLeak,
 }
 
-/// Which distillation the training step applies (the MSSD ablation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distillation {
-    /// MSSD (spec §6.1): complete pass, step, missing-view pass with the distillation and
-    /// reconstruction losses, step with accumulated gradients.
-    #[default]
-    Mssd,
-    /// No self-distillation: `λ_rep`, `λ_attn` and `λ_rec` are not used.
-    None,
-}
+/// TOML names of the option enums that other crates define with Burn's `Config` derive (which
+/// spells variants as in Rust): `distillation = "mssd" | "none"` ([`Distillation`]) and
+/// `recon = "smooth-l1" | "l1" | "mse"` ([`ReconLoss`]).
+mod names {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
 
-/// The reconstruction loss `ℓ` of spec §6.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReconLoss {
-    /// Huber with β = 1 (the reference's only value).
-    #[default]
-    SmoothL1,
-    /// `|e|`.
-    L1,
-    /// `e²`.
-    Mse,
+    fn serialize<T: PartialEq, S: Serializer>(
+        value: &T,
+        table: &[(&'static str, T)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let name = table
+            .iter()
+            .find(|(_, v)| v == value)
+            .map_or("", |(n, _)| n);
+        serializer.serialize_str(name)
+    }
+
+    fn deserialize<'de, T: Copy, D: Deserializer<'de>>(
+        table: &[(&'static str, T)],
+        names: &'static [&'static str],
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        table
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| D::Error::unknown_variant(&name, names))
+    }
+
+    /// `mssd` / `none`.
+    pub mod distillation {
+        use super::*;
+        use crate::mssd::Distillation;
+
+        const NAMES: &[&str] = &["mssd", "none"];
+        const TABLE: [(&str, Distillation); 2] =
+            [("mssd", Distillation::Mssd), ("none", Distillation::None)];
+
+        pub fn serialize<S: Serializer>(v: &Distillation, s: S) -> Result<S::Ok, S::Error> {
+            super::serialize(v, &TABLE, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Distillation, D::Error> {
+            super::deserialize(&TABLE, NAMES, d)
+        }
+    }
+
+    /// `smooth-l1` / `l1` / `mse`.
+    pub mod recon {
+        use super::*;
+        use cider_model::losses::ReconLoss;
+
+        const NAMES: &[&str] = &["smooth-l1", "l1", "mse"];
+        const TABLE: [(&str, ReconLoss); 3] = [
+            ("smooth-l1", ReconLoss::SmoothL1),
+            ("l1", ReconLoss::L1),
+            ("mse", ReconLoss::Mse),
+        ];
+
+        pub fn serialize<S: Serializer>(v: &ReconLoss, s: S) -> Result<S::Ok, S::Error> {
+            super::serialize(v, &TABLE, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ReconLoss, D::Error> {
+            super::deserialize(&TABLE, NAMES, d)
+        }
+    }
 }
 
 /// The positional term of the MCT (spec §11 item 1).
@@ -214,7 +268,8 @@ impl<'de> Deserialize<'de> for DataConfig {
         table
             .entry("source")
             .or_insert_with(|| toml::Value::String("synthetic".into()));
-        DataConfig::deserialize(toml::Value::Table(table)).map_err(serde::de::Error::custom)
+        DataConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 
@@ -364,7 +419,8 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
-    /// `mssd` or `none` (ablation).
+    /// `mssd` or `none` (ablation: one missing-view pass with the task loss only).
+    #[serde(with = "names::distillation")]
     pub distillation: Distillation,
     /// `λ_rep`, weight of the joint-representation loss (0.5).
     pub lambda_rep: f64,
@@ -372,7 +428,8 @@ pub struct LossConfig {
     pub lambda_attn: f64,
     /// `λ_rec`, weight of the reconstruction losses (0.6).
     pub lambda_rec: f64,
-    /// `smooth-l1`, `l1` or `mse`.
+    /// The reconstruction loss `ℓ`: `smooth-l1` (Huber, β = 1), `l1` or `mse`.
+    #[serde(with = "names::recon")]
     pub recon: ReconLoss,
 }
 
@@ -486,9 +543,17 @@ impl TrainConfig {
     }
 
     /// The configuration as TOML (what `config.toml` of a run holds).
-    pub fn to_toml_string(&self) -> String {
-        // Every field serialises to TOML (no maps with non-string keys, no bare `None` arrays).
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Serialize {
+            message: e.to_string(),
+        })
+    }
+
+    /// The configuration as a TOML value (tables for the sections).
+    fn to_value(&self) -> Result<toml::Value, ConfigError> {
+        toml::Value::try_from(self).map_err(|e| ConfigError::Serialize {
+            message: e.to_string(),
+        })
     }
 
     /// Checks the values serde cannot: ranges, sizes, and combinations.
@@ -511,7 +576,7 @@ impl TrainConfig {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return invalid(key, "= 0, expected at least 1".into());
         }
-        if self.model.embed_dim % self.model.num_heads != 0 {
+        if !self.model.embed_dim.is_multiple_of(self.model.num_heads) {
             return invalid(
                 "model.num_heads",
                 format!(
@@ -581,6 +646,16 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The loss weights and switches of the training step.
+    pub fn mssd_config(&self) -> MssdConfig {
+        MssdConfig::new()
+            .with_joint_rep_weight(self.loss.lambda_rep)
+            .with_attn_weight(self.loss.lambda_attn)
+            .with_recon_weight(self.loss.lambda_rec)
+            .with_recon_loss(self.loss.recon)
+            .with_distillation(self.loss.distillation)
+    }
+
     /// The model configuration for a dataset of dimensions `dims`; `bert` is the pretrained
     /// BERT's configuration when `model.text_encoder = "bert"`.
     pub fn cider_config(&self, dims: Dims, aligned: bool, bert: Option<BertConfig>) -> CiderConfig {
@@ -613,18 +688,29 @@ impl TrainConfig {
 
     /// The first key (dotted path) where `other` differs from `self`, ignoring the keys that
     /// may change when a run is resumed (`out_dir`, `epochs`, `patience`); `None` if they agree.
-    pub fn first_difference(&self, other: &TrainConfig) -> Option<String> {
+    ///
+    /// # Errors
+    /// [`ConfigError::Serialize`] if either configuration cannot be written as TOML.
+    pub fn first_difference(&self, other: &TrainConfig) -> Result<Option<String>, ConfigError> {
         let strip = |c: &TrainConfig| {
-            let mut value =
-                toml::Value::try_from(c).unwrap_or(toml::Value::Table(Default::default()));
+            let mut value = c.to_value()?;
             if let toml::Value::Table(table) = &mut value {
                 for key in RESUMABLE_KEYS {
                     table.remove(key);
                 }
             }
-            value
+            Ok::<_, ConfigError>(value)
         };
-        first_difference(&strip(self), &strip(other), "")
+        Ok(first_difference(&strip(self)?, &strip(other)?, ""))
+    }
+
+    /// The value at a dotted key, as TOML (`8`, `"mosi-aligned"`), or `absent`.
+    pub fn value_at(&self, key: &str) -> String {
+        let mut value = self.to_value().ok();
+        for part in key.split('.') {
+            value = value.and_then(|v| v.get(part).cloned());
+        }
+        value.map_or_else(|| "absent".to_string(), |v| v.to_string())
     }
 }
 
@@ -786,7 +872,7 @@ mod tests {
         assert_eq!(c.loss.distillation, Distillation::None);
         assert_eq!(c.maci.classifier, Classifier::Linear);
         assert_eq!(c.maci.tau_selection, TauSelection::Oracle);
-        let again = parse(&c.to_toml_string()).unwrap();
+        let again = parse(&c.to_toml_string().unwrap()).unwrap();
         assert_eq!(again, c);
 
         let untagged = parse("[data]\nlayout = \"mosei-aligned\"\n").unwrap();
@@ -802,6 +888,19 @@ mod tests {
                 path: "d/aligned_50.pkl".into()
             })
         );
+    }
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults_but_two_keys() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train_synthetic.toml");
+        let c = TrainConfig::from_file(&path, &[]).unwrap();
+        let expected = TrainConfig {
+            out_dir: "runs/synthetic".into(),
+            epochs: 20,
+            ..TrainConfig::default()
+        };
+        assert_eq!(c, expected);
     }
 
     #[test]
@@ -823,6 +922,11 @@ mod tests {
         let line = error_line("epochs = \"many\"\n");
         assert!(
             line.contains("line 1, column 10") && line.contains("expected usize"),
+            "{line}"
+        );
+        let line = error_line("[loss]\nrecon = \"huber\"\n");
+        assert!(
+            line.contains("unknown variant `huber`, expected one of `smooth-l1`, `l1`, `mse`"),
             "{line}"
         );
         let line = error_line("[model]\npositional = \"sideways\"\n");
@@ -890,13 +994,27 @@ mod tests {
         b.epochs = 3;
         b.patience = 1;
         b.out_dir = "elsewhere".into();
-        assert_eq!(a.first_difference(&b), None);
+        assert_eq!(a.first_difference(&b).unwrap(), None);
         b.model.num_heads = 4;
-        assert_eq!(a.first_difference(&b).as_deref(), Some("model.num_heads"));
+        assert_eq!(
+            a.first_difference(&b).unwrap().as_deref(),
+            Some("model.num_heads")
+        );
+        assert_eq!(
+            (a.value_at("model.num_heads"), b.value_at("model.num_heads")),
+            ("8".into(), "4".into())
+        );
+        assert_eq!(a.value_at("data.layout"), "\"mosi-aligned\"");
+        assert_eq!(a.value_at("model.nothing"), "absent");
         let mut c = a.clone();
         c.data = DataConfig::File(FileData {
             path: "x.pkl".into(),
         });
-        assert!(a.first_difference(&c).unwrap().starts_with("data."));
+        assert!(
+            a.first_difference(&c)
+                .unwrap()
+                .unwrap()
+                .starts_with("data.")
+        );
     }
 }

@@ -180,22 +180,6 @@ impl Debiasing {
     }
 }
 
-impl FromStr for Debiasing {
-    type Err = EvalError;
-
-    /// `maci`, or `no_maci` / `no-maci`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "maci" => Ok(Debiasing::Maci),
-            "no_maci" => Ok(Debiasing::NoMaci),
-            _ => Err(EvalError::invalid(
-                "debiasing",
-                format!("`{s}` is not one of maci, no_maci"),
-            )),
-        }
-    }
-}
-
 /// The default rate grid `0.0, 0.1, …, 1.0` (11 values, each exactly `k/10`).
 pub fn default_rates() -> Vec<f64> {
     (0..=10).map(|k| f64::from(k) / 10.0).collect()
@@ -518,10 +502,10 @@ pub enum Point {
 }
 
 impl Point {
-    /// `"0.3"` or `"TA"`.
+    /// `"0.3"` (`"0.0"`, `"1.0"` at the ends) or `"TA"`.
     pub fn label(&self) -> String {
         match self {
-            Point::Rate(p) => format!("{p}"),
+            Point::Rate(p) => format!("{p:?}"),
             Point::Subset(name) => (*name).to_string(),
         }
     }

@@ -354,17 +354,25 @@ fn distillation_terms<B: Backend>(
 
 /// Reads `L_1` and the terms (one device read).
 fn losses_of<B: Backend>(task: Tensor<B, 1>, t: &DistillationTerms<B>) -> StepLosses {
-    let [task, task_m, joint_rep, attn, recon_text, recon_audio, recon_vision, combined] =
-        read_losses([
-            task,
-            t.task_m.clone(),
-            t.joint_rep.clone(),
-            t.attn.clone(),
-            t.recon_text.clone(),
-            t.recon_audio.clone(),
-            t.recon_vision.clone(),
-            t.combined.clone(),
-        ]);
+    let [
+        task,
+        task_m,
+        joint_rep,
+        attn,
+        recon_text,
+        recon_audio,
+        recon_vision,
+        combined,
+    ] = read_losses([
+        task,
+        t.task_m.clone(),
+        t.joint_rep.clone(),
+        t.attn.clone(),
+        t.recon_text.clone(),
+        t.recon_audio.clone(),
+        t.recon_vision.clone(),
+        t.combined.clone(),
+    ]);
     StepLosses {
         task,
         distillation: Some(DistillationLosses {
@@ -418,14 +426,25 @@ fn check_batch<B: Backend>(model: &Cider<B>, batch: &MssdBatch<B>) -> Result<(),
         ("vision_m", c.vision.dims(), m.vision.dims()),
     ] {
         if complete != missing {
-            return fail(what, format!("expected shape {complete:?}, got {missing:?}"));
+            return fail(
+                what,
+                format!("expected shape {complete:?}, got {missing:?}"),
+            );
         }
     }
     let mm = &batch.missing_masks;
     for (what, input, missing) in [
         ("text missing mask", batch.masks.text.dims(), mm.text.dims()),
-        ("audio missing mask", batch.masks.audio.dims(), mm.audio.dims()),
-        ("vision missing mask", batch.masks.vision.dims(), mm.vision.dims()),
+        (
+            "audio missing mask",
+            batch.masks.audio.dims(),
+            mm.audio.dims(),
+        ),
+        (
+            "vision missing mask",
+            batch.masks.vision.dims(),
+            mm.vision.dims(),
+        ),
     ] {
         if input != missing {
             return fail(what, format!("expected shape {input:?}, got {missing:?}"));
@@ -474,5 +493,238 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradientCopier<'_> {
         if let Some(grad) = self.source.get::<B::InnerBackend, D>(param.id) {
             self.copy.register::<B::InnerBackend, D>(param.id, grad);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::flex::FlexDevice;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use burn::tensor::TensorData;
+    use cider_causal::model::CiderConfig;
+    use cider_model::config::{Alignment, NetworkConfig};
+
+    use super::*;
+    use crate::optim::{CiderAdamConfig, GroupedAdamRecord};
+
+    type AB = Autodiff<Flex>;
+
+    /// Runs `f` on a thread with a 64 MiB stack: the unoptimised `Module::map` of the whole
+    /// model inside the optimiser step needs more than a test thread's 2 MiB.
+    fn with_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no panic")
+    }
+
+    /// `B = 2`, `T_l = 4`, `T_a = 6`, `T_v = 5`, `d = 6 / 3 / 2`, `D = 8`, `H = 2`, `C = 3`,
+    /// no dropout, precomputed text.
+    fn model<B: Backend<Device = FlexDevice>>() -> Cider<B> {
+        let network = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned)
+            .with_embed_dim(8)
+            .with_num_heads(2)
+            .with_multimodal_layers(1)
+            .with_out_dropout(0.0)
+            .with_embed_dropout(0.0)
+            .with_relu_dropout(0.0)
+            .with_res_dropout(0.0);
+        CiderConfig::new(network, 3)
+            .init(&FlexDevice)
+            .expect("valid config")
+    }
+
+    /// A fixed batch (no global RNG: tests run in parallel).
+    fn batch<B: Backend<Device = FlexDevice>>() -> MssdBatch<B> {
+        let device = FlexDevice;
+        let mask = |rows: [[f32; 6]; 2], len: usize| {
+            let values: Vec<f32> = rows.iter().flat_map(|r| r[..len].to_vec()).collect();
+            Tensor::<B, 2>::from_data(TensorData::new(values, [2, len]), &device)
+        };
+        let features = |shape: [usize; 3], phase: f32| {
+            let n = shape.iter().product::<usize>();
+            let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7 + phase).sin()).collect();
+            Tensor::<B, 3>::from_data(TensorData::new(values, shape), &device)
+        };
+        // Input masks: sample 1 is shorter; missing masks drop some valid positions.
+        let text_in = mask([[1., 1., 1., 1., 0., 0.], [1., 1., 1., 0., 0., 0.]], 4);
+        let text_kept = mask([[1., 0., 1., 1., 0., 0.], [1., 0., 1., 0., 0., 0.]], 4);
+        let audio_in = mask([[1., 1., 1., 1., 1., 1.], [1., 1., 1., 1., 0., 0.]], 6);
+        let audio_kept = mask([[1., 0., 0., 1., 1., 0.], [0., 1., 1., 0., 0., 0.]], 6);
+        let vision_in = mask([[1., 1., 1., 1., 1., 0.], [1., 1., 0., 0., 0., 0.]], 5);
+        let vision_kept = mask([[0., 1., 1., 0., 1., 0.], [1., 0., 0., 0., 0., 0.]], 5);
+        let text = features([2, 4, 6], 0.0);
+        let audio = features([2, 6, 3], 1.0);
+        let vision = features([2, 5, 2], 2.0);
+        let keep = |x: &Tensor<B, 3>, m: &Tensor<B, 2>| {
+            let [b, t, _] = x.dims();
+            x.clone() * m.clone().reshape([b, t, 1])
+        };
+        MssdBatch {
+            missing: ViewInput {
+                text: TextInput::Features(keep(&text, &text_kept)),
+                audio: keep(&audio, &audio_kept),
+                vision: keep(&vision, &vision_kept),
+            },
+            complete: ViewInput {
+                text: TextInput::Features(text),
+                audio,
+                vision,
+            },
+            masks: InputMasks {
+                text: text_in,
+                audio: audio_in,
+                vision: vision_in,
+                text_len: Tensor::from_ints([4, 3], &device),
+            },
+            missing_masks: MissingMasks {
+                text: text_kept,
+                audio: audio_kept,
+                vision: vision_kept,
+            },
+            labels: Tensor::from_ints([2, 0], &device),
+            confounders: Confounders {
+                feats: features([3, 2, 11], 3.0),
+                probs: Tensor::from_floats([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]], &device),
+            },
+        }
+    }
+
+    /// Adam's step count `t` of every parameter after a step (`None`: never stepped), by path.
+    fn adam_times(
+        model: &Cider<AB>,
+        record: &GroupedAdamRecord<Cider<AB>, AB>,
+    ) -> Vec<(String, Option<usize>)> {
+        struct Times<'a> {
+            record: &'a GroupedAdamRecord<Cider<AB>, AB>,
+            path: Vec<String>,
+            out: Vec<(String, Option<usize>)>,
+        }
+        impl ModuleVisitor<AB> for Times<'_> {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+                let time = self
+                    .record
+                    .iter()
+                    .find_map(|group| group.get(&param.id))
+                    .map(|r| r.clone().into_state::<D>().momentum.time);
+                self.out.push((self.path.join("."), time));
+            }
+        }
+        let mut times = Times {
+            record,
+            path: Vec::new(),
+            out: Vec::new(),
+        };
+        model.visit(&mut times);
+        times.out
+    }
+
+    /// Spec §12 test 10: MSSD steps Adam twice; the decoders, which have no gradient in the
+    /// complete pass, only once. Without distillation: one step, decoders untouched. The
+    /// losses add up to `L_2` with the configured weights.
+    #[test]
+    fn mssd_takes_two_adam_steps_and_the_ablation_one() {
+        with_big_stack(|| {
+            let config = MssdConfig::new()
+                .with_joint_rep_weight(0.5)
+                .with_attn_weight(0.1)
+                .with_recon_weight(0.6);
+            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let (trained, losses) =
+                mssd_step(model(), &mut optimizer, batch(), &config).expect("valid batch");
+            let times = adam_times(&trained, &optimizer.to_record());
+            assert!(times.len() > 50, "{times:?}");
+            for (path, time) in &times {
+                let want = if path.starts_with("network.decoders.") {
+                    1
+                } else {
+                    2
+                };
+                assert_eq!(*time, Some(want), "{path}");
+            }
+            let d = losses.distillation.expect("MSSD losses");
+            let combined = d.task_m + 0.5 * d.joint_rep + 0.1 * d.attn + 0.6 * d.recon();
+            assert!((d.combined - combined).abs() < 1e-5, "{d:?}");
+            assert!(d.recon_text > 0.0 && d.recon_audio > 0.0 && d.recon_vision > 0.0);
+            assert_eq!(losses.logged(), d.combined);
+
+            let ablation = config.with_distillation(Distillation::None);
+            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let (trained, losses) =
+                mssd_step(model(), &mut optimizer, batch(), &ablation).expect("valid batch");
+            assert!(losses.distillation.is_none());
+            for (path, time) in adam_times(&trained, &optimizer.to_record()) {
+                let want = (!path.starts_with("network.decoders.")).then_some(1);
+                assert_eq!(time, want, "{path}");
+            }
+        });
+    }
+
+    /// `L_1` is computed at θ0, `NLL_m` at θ1, and the ablation's loss is the missing view's
+    /// NLL at θ0: checked against [`evaluate_losses`] on the untrained model (no dropout).
+    #[test]
+    fn step_losses_are_taken_at_the_right_parameters() {
+        with_big_stack(|| {
+            let mssd = MssdConfig::new();
+            let ablation = MssdConfig::new().with_distillation(Distillation::None);
+            let theta0 = model::<AB>();
+            let at_theta0 = evaluate_losses(&theta0, batch(), &mssd).expect("valid");
+            let ablation_at_theta0 = evaluate_losses(&theta0, batch(), &ablation).expect("valid");
+            let task_m_at_theta0 = at_theta0.distillation.expect("MSSD").task_m;
+            assert!((ablation_at_theta0.task - task_m_at_theta0).abs() < 1e-6);
+
+            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let (_, losses) =
+                mssd_step(theta0.clone(), &mut optimizer, batch(), &mssd).expect("valid batch");
+            assert!((losses.task - at_theta0.task).abs() < 1e-6);
+            let task_m = losses.distillation.expect("MSSD").task_m;
+            assert!(
+                (task_m - task_m_at_theta0).abs() > 1e-5,
+                "{task_m} {task_m_at_theta0}"
+            );
+
+            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let (_, losses) =
+                mssd_step(theta0, &mut optimizer, batch(), &ablation).expect("valid batch");
+            assert!((losses.task - ablation_at_theta0.task).abs() < 1e-6);
+        });
+    }
+
+    #[test]
+    fn bad_batches_are_typed_errors() {
+        with_big_stack(|| {
+            let what = |batch: MssdBatch<AB>| {
+                let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+                match mssd_step(model(), &mut optimizer, batch, &MssdConfig::new()) {
+                    Err(ModelError::Input { what, .. }) => what,
+                    Err(other) => panic!("expected an input error, got {other}"),
+                    Ok(_) => panic!("expected an input error"),
+                }
+            };
+            let mut b = batch();
+            b.labels = Tensor::from_ints([3, 0], &FlexDevice);
+            assert_eq!(what(b), "labels");
+            let mut b = batch();
+            b.labels = Tensor::from_ints([1, 0, 2], &FlexDevice);
+            assert_eq!(what(b), "labels");
+            let mut b = batch();
+            b.missing.audio = Tensor::zeros([2, 5, 3], &FlexDevice);
+            assert_eq!(what(b), "audio_m");
+            let mut b = batch();
+            b.missing_masks.vision = Tensor::zeros([2, 4], &FlexDevice);
+            assert_eq!(what(b), "vision missing mask");
+            let mut b = batch();
+            b.masks.text_len = Tensor::from_ints([4], &FlexDevice);
+            assert_eq!(what(b), "text_len");
+        });
     }
 }

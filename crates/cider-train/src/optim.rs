@@ -339,7 +339,10 @@ mod tests {
     fn assert_params(got: &[f32], want: impl Fn(f32, f32) -> f64, what: &str) {
         for ((&g, &w0), &c) in got.iter().zip(&W0).zip(&C) {
             let want = want(w0, c);
-            assert!((f64::from(g) - want).abs() < 2e-6, "{what}: got {g}, want {want}");
+            assert!(
+                (f64::from(g) - want).abs() < 2e-6,
+                "{what}: got {g}, want {want}"
+            );
         }
     }
 
@@ -354,9 +357,21 @@ mod tests {
             let g = grads(&model, [true; 3]);
             model = optim.step(model, g);
         }
-        assert_params(&values(&model.decayed), |w, c| reference_adam(w, c, 0.01, 0.1, 2), "decayed");
-        assert_params(&values(&model.plain), |w, c| reference_adam(w, c, 0.01, 0.0, 2), "plain");
-        assert_params(&values(&model.rest), |w, c| reference_adam(w, c, 0.1, 0.0, 2), "rest");
+        assert_params(
+            &values(&model.decayed),
+            |w, c| reference_adam(w, c, 0.01, 0.1, 2),
+            "decayed",
+        );
+        assert_params(
+            &values(&model.plain),
+            |w, c| reference_adam(w, c, 0.01, 0.0, 2),
+            "plain",
+        );
+        assert_params(
+            &values(&model.rest),
+            |w, c| reference_adam(w, c, 0.1, 0.0, 2),
+            "rest",
+        );
         // Coupled: θ = −2 with c = 0 moves by ≈ 2·lr_bert = 0.02 towards 0 (decoupled AdamW
         // would move it by 2·lr_bert·λ·|θ| = 0.004).
         let moved = f64::from(values(&model.decayed)[1]) + 2.0;
@@ -373,7 +388,11 @@ mod tests {
         let model = optim.step(model, g);
         assert_eq!(values(&model.decayed), W0);
         assert_eq!(values(&model.plain), W0);
-        assert_params(&values(&model.rest), |w, c| reference_adam(w, c, 0.1, 0.0, 1), "rest");
+        assert_params(
+            &values(&model.rest),
+            |w, c| reference_adam(w, c, 0.1, 0.0, 1),
+            "rest",
+        );
         let record = optim.to_record();
         assert_eq!(record.each_ref().map(|r| r.len()), [0, 0, 1]);
     }
@@ -389,7 +408,8 @@ mod tests {
 
         let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
         let bytes = Recorder::<AB>::record(&recorder, optim.to_record(), ()).expect("save");
-        let record: GroupedAdamRecord<Toy<AB>, AB> = recorder.load(bytes, &FlexDevice).expect("load");
+        let record: GroupedAdamRecord<Toy<AB>, AB> =
+            recorder.load(bytes, &FlexDevice).expect("load");
         let mut resumed = config()
             .init_with_grouping::<AB, Toy<AB>>(toy_group)
             .load_record(record);
@@ -427,7 +447,9 @@ mod tests {
         let network = NetworkConfig::new(64, 5, 20, 16, 40, 48, Alignment::Unaligned)
             .with_multimodal_layers(2)
             .with_text_encoder(TextEncoderConfig::Bert(bert));
-        let model: Cider<AB> = CiderConfig::new(network, 3).init(&FlexDevice).expect("valid");
+        let model: Cider<AB> = CiderConfig::new(network, 3)
+            .init(&FlexDevice)
+            .expect("valid");
 
         let optim = CiderAdamConfig::new().init::<AB, Cider<AB>>();
         let groups = optim.groups_of(&model);

@@ -27,7 +27,7 @@ const BOTTOM: f64 = 62.0;
 /// Gap between the plotting area and the legend.
 const GAP: f64 = 20.0;
 /// Approximate width of one character of the 12 px legend font.
-const CHAR_W: f64 = 7.0;
+const CHAR_W: f64 = 6.6;
 /// Longest legend label before it is shortened with `…`.
 const MAX_LABEL_CHARS: usize = 40;
 /// Font stack for all text.
@@ -67,6 +67,8 @@ pub struct Series {
     pub x: Vec<f64>,
     /// y values (the metric), same length as `x`.
     pub y: Vec<f64>,
+    /// The fixed τ shown next to the label (validation rule), if any.
+    pub tau: Option<f64>,
     /// AUILC shown next to the label, if known.
     pub auilc: Option<f64>,
 }
@@ -261,9 +263,19 @@ impl Chart {
         let legend: Vec<String> = self
             .series
             .iter()
-            .map(|s| match s.auilc {
-                Some(a) => format!("{} (AUILC {a:.3})", shorten(&s.label)),
-                None => shorten(&s.label),
+            .map(|s| {
+                let notes: Vec<String> = [
+                    s.tau.map(|t| format!("τ = {t:?}")),
+                    s.auilc.map(|a| format!("AUILC {a:.3}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if notes.is_empty() {
+                    shorten(&s.label)
+                } else {
+                    format!("{} ({})", shorten(&s.label), notes.join(", "))
+                }
             })
             .collect();
         let longest = legend.iter().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -497,6 +509,7 @@ pub fn charts(
                         label: label.clone(),
                         x: results.rates.clone(),
                         y: y.clone(),
+                        tau: (rule == TauSelection::Validation).then_some(results.tau_validation),
                         auilc: results.auilc_of(rule, name),
                     })
                 })
@@ -697,8 +710,8 @@ mod tests {
             "Acc_7 vs missing rate",
             "missing rate p (RMFM)",
             "Acc_7 (fraction)",
-            "CIDer &lt;full&gt; &amp; MACI (AUILC 0.500)",
-            "no-MACI (AUILC 0.500)",
+            "CIDer &lt;full&gt; &amp; MACI (τ = 0.3, AUILC 0.500)",
+            "no-MACI (τ = 0.3, AUILC 0.500)",
             ">0.0</text>",
             ">0.5</text>",
             ">1.0</text>",
@@ -716,7 +729,7 @@ mod tests {
         }
 
         let oracle = charts_of_rule(&files, TauSelection::Oracle);
-        assert!(oracle.contains("oracle τ") && oracle.contains("(AUILC 0.600)"));
+        assert!(oracle.contains("oracle τ") && oracle.contains("no-MACI (AUILC 0.600)"));
     }
 
     fn charts_of_rule(files: &[(String, ResultsFile)], rule: TauSelection) -> String {

@@ -160,7 +160,7 @@ impl ResultsFile {
     }
 
     /// `results.csv`: a header, then one row per rate (`rate,tau,<metrics…>,oracle_<metrics…>`)
-    /// or, for SMM, per subset (`subset,tau,…`).
+    /// or, for SMM, per subset (`subset,tau,…`). Rates and τ keep a decimal point (`0.0`).
     pub fn to_csv(&self) -> String {
         let smm = !self.smm.is_empty();
         let names: Vec<&str> = if smm {
@@ -175,7 +175,7 @@ impl ResultsFile {
         header.extend(names.iter().map(|n| n.to_string()));
         header.extend(names.iter().map(|n| format!("oracle_{n}")));
         let mut lines = vec![header.join(",")];
-        let tau = self.tau_validation.to_string();
+        let tau = format!("{:?}", self.tau_validation);
         if smm {
             for ((subset, values), (_, oracle)) in self.smm.iter().zip(&self.oracle_smm) {
                 let mut row = vec![subset.clone(), tau.clone()];
@@ -185,7 +185,7 @@ impl ResultsFile {
             }
         } else {
             for (k, rate) in self.rates.iter().enumerate() {
-                let mut row = vec![rate.to_string(), tau.clone()];
+                let mut row = vec![format!("{rate:?}"), tau.clone()];
                 for table in [&self.metrics, &self.oracle_metrics] {
                     row.extend(table.iter().map(|(_, values)| values[k].to_string()));
                 }

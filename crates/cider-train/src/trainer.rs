@@ -1,0 +1,1281 @@
+//! The training loop (spec §6.3, §6.4; §11 items 1-3 and 15).
+//!
+//! Per epoch `e = 1, 2, …`:
+//! 1. the backend's random stream is re-seeded from `(seed, e)`, the training split is shuffled
+//!    from `(seed, e)` and cut into batches of `B` (last one partial), and every sample gets
+//!    fresh RMFM training masks from `(seed, e, index)` ([`TrainMissing`]); so an epoch depends
+//!    only on the weights, the optimiser state and `(seed, e)`, which makes resuming exact;
+//! 2. each batch goes through the MSSD step ([`mssd_step`]) with the training confounders
+//!    (train prototypes `z_i` and the training class prior);
+//! 3. the selection split (validation by default) is evaluated at missing rate 0 with MACI:
+//!    factual and counterfactual passes (bias words from the training split), test-time
+//!    confounders, and the headline metric (`Non0_acc_2` / `Acc_7`) at τ chosen on the
+//!    validation split;
+//! 4. early stopping: the patience counter is reset on a strict improvement and decremented
+//!    otherwise; training stops when it reaches 0 or after `epochs` epochs;
+//! 5. `best/` is replaced when the metric improved, then `checkpoint/`, then `metrics.csv` and
+//!    `metrics.json` (see [`crate::checkpoint`] for the layout and crash safety).
+//!
+//! With the precomputed text encoder, a missing token's feature row is zeroed (the feature
+//! analogue of the reference's `[UNK]` substitution), as in [`crate::evaluate::predict`].
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use cider_causal::CausalError;
+use cider_causal::counterfactual::{CfOutputs, Tau, TauSelection, TauSweep};
+use cider_causal::metrics::{self, Metric, Metrics};
+use cider_causal::model::{Cider, CiderConfig, Classifier, Confounders};
+use cider_causal::prototypes::{Prototypes, TextFeatures};
+use cider_data::DataError;
+use cider_data::batch::{Batch, Order, batch_indices};
+use cider_data::bias::{bias_words, counterfactual_ids};
+use cider_data::dataset::{Dataset, Split};
+use cider_data::missing::{
+    DEFAULT_MISSING_SEED, EvalMissing, MissingView, TrainMissing, eval_view,
+};
+use cider_model::ModelError;
+use cider_model::hf::HfBertFolder;
+use cider_model::model::{InputMasks, TextEncoder as NetworkTextEncoder, TextInput, ViewInput};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    self, BEST_DIR, CHECKPOINT_DIR, CheckpointError, MODEL_CONFIG, MODEL_RECORD, OPTIM_RECORD,
+    STATE_FILE,
+};
+use crate::config::{ConfigError, Selection, TextEncoder, TrainConfig};
+use crate::evaluate::{EvalError, Predictions, predict};
+use crate::mssd::{MissingMasks, MssdBatch, MssdConfig, StepLosses, mssd_step};
+use crate::optim::{CiderAdamConfig, GroupedAdam};
+
+/// The resolved configuration of a run, in its directory (TOML, for people).
+pub const CONFIG_TOML: &str = "config.toml";
+/// The resolved configuration of a run (JSON, compared on resume).
+pub const CONFIG_JSON: &str = "config.json";
+/// Per-epoch records, CSV.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// Per-epoch records, JSON array.
+pub const METRICS_JSON: &str = "metrics.json";
+/// Bias words, training prototypes and priors, in `best/`.
+pub const MACI_FILE: &str = "maci.json";
+
+/// Anything that stops a run from starting or continuing. Displayed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// Writing or reading the run directory.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+
+    /// Reading, generating or masking the data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// Building the model, loading BERT, or inputs the model refuses.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    /// Prototypes, priors, metrics.
+    #[error(transparent)]
+    Causal(#[from] CausalError),
+
+    /// Evaluating the selection split.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+
+    /// `--resume` on a directory without a checkpoint, or a fresh run over an existing one.
+    #[error("{dir}: {message}")]
+    RunDir { dir: PathBuf, message: String },
+
+    /// A checkpoint made with another configuration than the one requested.
+    #[error(
+        "{dir} was trained with another configuration: `{key}` is {saved} there but {requested} here"
+    )]
+    Mismatch {
+        dir: PathBuf,
+        key: String,
+        saved: String,
+        requested: String,
+    },
+
+    /// Data the configuration cannot train on.
+    #[error("data {source_name}: {message}")]
+    Unusable {
+        source_name: String,
+        message: String,
+    },
+
+    /// A step failed earlier and consumed the model.
+    #[error("the trainer cannot continue after a failed training step")]
+    Poisoned,
+}
+
+/// Early stopping with patience (spec §6.3): the counter starts at `patience`, is reset to
+/// `patience` when the metric strictly improves on the best so far, and is decremented
+/// otherwise; training stops when it reaches 0. A NaN metric never improves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Epochs without improvement tolerated.
+    pub patience: usize,
+    /// Epochs left before stopping.
+    pub left: usize,
+    /// Best metric so far.
+    pub best: Option<f64>,
+    /// Epoch of `best`.
+    pub best_epoch: Option<usize>,
+}
+
+impl EarlyStopping {
+    /// A fresh counter.
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            left: patience,
+            best: None,
+            best_epoch: None,
+        }
+    }
+
+    /// Records the metric of `epoch`; returns whether it strictly improved on the best.
+    pub fn update(&mut self, epoch: usize, metric: f64) -> bool {
+        let improved = !metric.is_nan() && self.best.is_none_or(|best| metric > best);
+        if improved {
+            self.best = Some(metric);
+            self.best_epoch = Some(epoch);
+            self.left = self.patience;
+        } else {
+            self.left = self.left.saturating_sub(1);
+        }
+        improved
+    }
+
+    /// True once the patience is used up.
+    pub fn should_stop(&self) -> bool {
+        self.left == 0
+    }
+}
+
+/// What one epoch did (a row of `metrics.csv`, an object of `metrics.json`). Losses are
+/// per-sample means over the epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// The reference's logged loss: `L_2` (or the task loss without distillation).
+    pub train_loss: f64,
+    /// `L_1`, the complete-view task loss (or the missing-view one without distillation).
+    pub task_loss: f64,
+    /// `NLL_m`, the missing-view task loss (MSSD only).
+    pub task_m_loss: Option<f64>,
+    /// `L_rep` (MSSD only).
+    pub joint_rep_loss: Option<f64>,
+    /// `KL_attn` (MSSD only).
+    pub attn_loss: Option<f64>,
+    /// `R_t` (MSSD only).
+    pub recon_text: Option<f64>,
+    /// `R_a` (MSSD only).
+    pub recon_audio: Option<f64>,
+    /// `R_v` (MSSD only).
+    pub recon_vision: Option<f64>,
+    /// The split whose metric selects epochs: `valid` or `test`.
+    pub split: String,
+    /// The headline metric's name (`Non0_acc_2` or `Acc_7`).
+    pub metric: String,
+    /// Its value at τ.
+    pub value: f64,
+    /// τ of the value.
+    pub tau: f64,
+    /// Whether the value strictly improved on the best so far.
+    pub improved: bool,
+    /// Best epoch after this one.
+    pub best_epoch: usize,
+    /// Seconds spent in training steps.
+    pub train_seconds: f64,
+    /// Seconds spent evaluating the selection split.
+    pub eval_seconds: f64,
+    /// Training samples per second of step time.
+    pub samples_per_second: f64,
+}
+
+/// Columns of `metrics.csv`, in [`EpochRecord`] field order.
+const CSV_HEADER: &str = "epoch,train_loss,task_loss,task_m_loss,joint_rep_loss,attn_loss,\
+recon_text,recon_audio,recon_vision,split,metric,value,tau,improved,best_epoch,train_seconds,\
+eval_seconds,samples_per_second";
+
+impl EpochRecord {
+    /// One CSV row (no newline); absent losses are empty cells.
+    fn csv_row(&self) -> String {
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let mut row = String::new();
+        let _ = write!(
+            row,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.epoch,
+            self.train_loss,
+            self.task_loss,
+            opt(self.task_m_loss),
+            opt(self.joint_rep_loss),
+            opt(self.attn_loss),
+            opt(self.recon_text),
+            opt(self.recon_audio),
+            opt(self.recon_vision),
+            self.split,
+            self.metric,
+            self.value,
+            self.tau,
+            self.improved,
+            self.best_epoch,
+            self.train_seconds,
+            self.eval_seconds,
+            self.samples_per_second
+        );
+        row
+    }
+}
+
+/// Everything a resumed run needs besides the weights and the optimiser state. The random
+/// streams need no state: they are derived from `(seed, epoch)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Epochs finished.
+    pub epoch: usize,
+    /// The patience counter and the best metric.
+    pub stopping: EarlyStopping,
+    /// One record per finished epoch.
+    pub history: Vec<EpochRecord>,
+}
+
+/// `best/state.json`: which epoch the best model is from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestInfo {
+    /// Its epoch.
+    pub epoch: usize,
+    /// The split that selected it.
+    pub split: String,
+    /// Headline metric name.
+    pub metric: String,
+    /// Headline metric value.
+    pub value: f64,
+    /// τ chosen on the validation split (0 for the linear classifier).
+    pub tau: f64,
+}
+
+/// `best/maci.json`: what inference needs besides the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaciState {
+    /// Bias-word ids of the training split (spec §4.1), in dictionary order.
+    pub bias_words: Vec<u32>,
+    /// Training prototypes `z_i`, `C × (d_l + d_a + d_v)`.
+    pub prototypes: Vec<Vec<f32>>,
+    /// Training class prior `P(z_i)`.
+    pub priors: Vec<f32>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Epochs finished.
+    pub epochs: usize,
+    /// Whether patience ran out before `epochs`.
+    pub stopped_early: bool,
+    /// The best epoch's record.
+    pub best: Option<EpochRecord>,
+}
+
+/// The selection split at missing rate 0, prepared once.
+struct EvalSet {
+    /// `valid` or `test` (the dataset split's name).
+    name: String,
+    /// Its evaluation view (rate 0: the complete data).
+    view: MissingView,
+    /// Counterfactual ids `[N, T_l]` (MACI only).
+    cf_ids: Option<Vec<u32>>,
+    /// Test-time confounders.
+    prototypes: Prototypes,
+}
+
+/// A training run: data, model, optimiser and state. See the module docs for one epoch.
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    device: B::Device,
+    data: Dataset,
+    model_config: CiderConfig,
+    /// `None` only after a failed step.
+    model: Option<Cider<B>>,
+    optim: GroupedAdam<Cider<B>, B>,
+    step: MssdConfig,
+    missing: TrainMissing,
+    maci: MaciInputs,
+    state: TrainerState,
+    show_progress: bool,
+}
+
+/// The backend seed of epoch `e` (SplitMix64 of `seed` and `e`): dropout masks depend only on
+/// `(seed, e)`. Epoch 0 seeds the initialisation.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Finishes interrupted directory swaps, then checks that a fresh run finds no checkpoint and
+/// a resumed one finds its checkpoint and the same configuration.
+fn check_run_dir(config: &TrainConfig, resume: bool) -> Result<(), TrainError> {
+    let run_dir = &config.out_dir;
+    let checkpoint_dir = run_dir.join(CHECKPOINT_DIR);
+    checkpoint::recover_dir(&checkpoint_dir)?;
+    checkpoint::recover_dir(&run_dir.join(BEST_DIR))?;
+    let has_checkpoint = checkpoint_dir.join(STATE_FILE).is_file();
+    let refuse = |message: &str| {
+        Err(TrainError::RunDir {
+            dir: run_dir.clone(),
+            message: message.to_string(),
+        })
+    };
+    match (resume, has_checkpoint) {
+        (true, false) => return refuse("no checkpoint to resume from"),
+        (false, true) => {
+            return refuse(
+                "already holds a run; resume it with --resume or choose another output directory",
+            );
+        }
+        _ => {}
+    }
+    if resume {
+        let saved: TrainConfig = checkpoint::read_json(&run_dir.join(CONFIG_JSON))?;
+        if let Some(key) = saved.first_difference(config)? {
+            return Err(TrainError::Mismatch {
+                dir: run_dir.clone(),
+                saved: saved.value_at(&key),
+                requested: config.value_at(&key),
+                key,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates the run directory and writes the resolved configuration.
+fn start_run_dir(config: &TrainConfig) -> Result<(), TrainError> {
+    let run_dir = &config.out_dir;
+    std::fs::create_dir_all(run_dir).map_err(|source| CheckpointError::Io {
+        path: run_dir.clone(),
+        source,
+    })?;
+    let text = config.to_toml_string()?;
+    checkpoint::write_file_atomically(&run_dir.join(CONFIG_TOML), |f| {
+        f.write_all(text.as_bytes())
+    })?;
+    checkpoint::write_json_atomically(&run_dir.join(CONFIG_JSON), config)?;
+    Ok(())
+}
+
+/// The model for `data`: sizes from the data, text encoder from the configuration (a BERT's
+/// architecture from its folder's `config.json`). The prototypes must fit the MCM's
+/// `d_l + d_a + d_v`.
+fn model_config(
+    config: &TrainConfig,
+    data: &Dataset,
+    prototypes: &Prototypes,
+) -> Result<CiderConfig, TrainError> {
+    let bert = match (config.model.text_encoder, &config.model.bert_dir) {
+        (TextEncoder::Bert, Some(dir)) => Some(HfBertFolder::open(dir)?.config),
+        _ => None,
+    };
+    let model_config = config.cider_config(data.dims, data.aligned, bert);
+    let d_l = model_config.network.d_l;
+    if prototypes.feature_len() != d_l + data.dims.d_a + data.dims.d_v {
+        return Err(TrainError::Unusable {
+            source_name: data.source.clone(),
+            message: format!(
+                "the prototypes have {} features (text {} + audio {} + vision {}), but the \
+                 text encoder gives d_l = {d_l}",
+                prototypes.feature_len(),
+                data.dims.d_l,
+                data.dims.d_a,
+                data.dims.d_v,
+            ),
+        });
+    }
+    model_config.network.validate()?;
+    Ok(model_config)
+}
+
+/// The data side of MACI, built once from the dataset: training confounders, bias words, and
+/// the selection split(s) at missing rate 0.
+struct MaciInputs {
+    /// Training prototypes `z_i` and class prior `P(z_i)`.
+    prototypes: Prototypes,
+    /// Bias-word ids of the training split.
+    bias_words: Vec<u32>,
+    /// The validation split.
+    valid: EvalSet,
+    /// The test split, for [`Selection::TestLeak`].
+    test: Option<EvalSet>,
+}
+
+impl MaciInputs {
+    fn new(config: &TrainConfig, data: &Dataset) -> Result<Self, TrainError> {
+        if let Some(split) = data
+            .splits()
+            .into_iter()
+            .find(|s| s.text_features.is_none())
+        {
+            return Err(TrainError::Unusable {
+                source_name: data.source.clone(),
+                message: format!(
+                    "split `{}` has no precomputed `text` features, which the text part of the \
+                     MACI prototypes needs",
+                    split.name
+                ),
+            });
+        }
+        let task = config.task;
+        let prototypes = Prototypes::from_split(&data.train, task, TextFeatures::FromSplit)?;
+        let m = &config.maci;
+        let bias_words = bias_words(&data.train, task, m.bias_thresh, m.bias_rule)?;
+        let counterfactual = m.classifier == Classifier::Maci;
+        let eval_set = |split: &Split| -> Result<EvalSet, TrainError> {
+            let view = eval_view(split, EvalMissing::Rmfm { rate: 0.0 }, DEFAULT_MISSING_SEED)?;
+            let cf_ids = counterfactual.then(|| counterfactual_ids(&view.text_m_ids, &bias_words));
+            let prototypes =
+                m.test_prototypes
+                    .build(&prototypes, split, task, TextFeatures::FromSplit)?;
+            Ok(EvalSet {
+                name: split.name.clone(),
+                view,
+                cf_ids,
+                prototypes,
+            })
+        };
+        let valid = eval_set(&data.valid)?;
+        let test = match config.selection {
+            Selection::Validation => None,
+            Selection::TestLeak => Some(eval_set(&data.test)?),
+        };
+        Ok(Self {
+            prototypes,
+            bias_words,
+            valid,
+            test,
+        })
+    }
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Prepares a run in `config.out_dir`: a fresh one, or with `resume` the continuation of
+    /// the run whose checkpoint is there (same configuration up to `out_dir`, `epochs`,
+    /// `patience`; the new `patience` applies from the next reset).
+    ///
+    /// # Errors
+    /// A fresh run over an existing checkpoint, `resume` without one, a configuration that
+    /// differs from the checkpoint's, unreadable data or BERT folder, data without the `text`
+    /// features the prototypes need, and unreadable checkpoints.
+    pub fn open(config: TrainConfig, device: B::Device, resume: bool) -> Result<Self, TrainError> {
+        check_run_dir(&config, resume)?;
+        let data = config.data.load()?;
+        let maci = MaciInputs::new(&config, &data)?;
+        let model_config = model_config(&config, &data, &maci.prototypes)?;
+
+        B::seed(&device, epoch_seed(config.seed, 0));
+        let mut model = model_config.init::<B>(&device)?;
+        let o = &config.optim;
+        let mut optim = CiderAdamConfig::new()
+            .with_lr(o.lr)
+            .with_lr_bert(o.lr_bert)
+            .with_weight_decay_bert(o.wd_bert as f32)
+            .init::<B, Cider<B>>();
+        let run_dir = &config.out_dir;
+        let state = if resume {
+            let dir = run_dir.join(CHECKPOINT_DIR);
+            let saved: serde_json::Value = checkpoint::read_json(&dir.join(MODEL_CONFIG))?;
+            if serde_json::to_value(&model_config).ok().as_ref() != Some(&saved) {
+                return Err(TrainError::RunDir {
+                    dir: run_dir.clone(),
+                    message: format!(
+                        "{CHECKPOINT_DIR}/{MODEL_CONFIG} describes another model than this \
+                         configuration and data give (was the data changed?)"
+                    ),
+                });
+            }
+            let record = checkpoint::load_record::<B, _>(&dir, MODEL_RECORD, &device)?;
+            model = model.load_record(record);
+            let record = checkpoint::load_record::<B, _>(&dir, OPTIM_RECORD, &device)?;
+            optim = optim.load_record(record);
+            let mut state: TrainerState = checkpoint::read_json(&dir.join(STATE_FILE))?;
+            state.stopping.patience = config.patience;
+            state
+        } else {
+            let bert = config.model.text_encoder == TextEncoder::Bert;
+            if let Some(dir) = config.model.bert_dir.as_deref().filter(|_| bert) {
+                let pretrained = HfBertFolder::open(dir)?.load_bert::<B>(&device)?;
+                model.network.text_encoder = NetworkTextEncoder::Bert(pretrained);
+            }
+            checkpoint::materialize(&model);
+            start_run_dir(&config)?;
+            TrainerState {
+                epoch: 0,
+                stopping: EarlyStopping::new(config.patience),
+                history: Vec::new(),
+            }
+        };
+        let trainer = Self {
+            missing: TrainMissing::new(config.train_rng, config.seed),
+            step: config.mssd_config(),
+            config,
+            device,
+            data,
+            model_config,
+            model: Some(model),
+            optim,
+            maci,
+            state,
+            show_progress: true,
+        };
+        trainer.write_metrics()?;
+        Ok(trainer)
+    }
+
+    /// Shows or hides the per-batch progress bar (it is always hidden when stderr is not a
+    /// terminal).
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.show_progress = show;
+        self
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.config.out_dir
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Finished epochs, early-stopping counter and history.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The current model (`None` after a failed step).
+    pub fn model(&self) -> Option<&Cider<B>> {
+        self.model.as_ref()
+    }
+
+    /// True when `epochs` epochs are done or the patience ran out.
+    pub fn is_finished(&self) -> bool {
+        self.state.epoch >= self.config.epochs || self.state.stopping.should_stop()
+    }
+
+    /// Trains until [`Trainer::is_finished`]; `on_epoch` sees every record.
+    ///
+    /// # Errors
+    /// As [`Trainer::run_epoch`].
+    pub fn run(
+        &mut self,
+        mut on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<TrainSummary, TrainError> {
+        while !self.is_finished() {
+            let record = self.run_epoch()?;
+            on_epoch(&record);
+        }
+        let best = self.state.stopping.best_epoch.and_then(|epoch| {
+            self.state
+                .history
+                .iter()
+                .find(|r| r.epoch == epoch)
+                .cloned()
+        });
+        Ok(TrainSummary {
+            run_dir: self.config.out_dir.clone(),
+            epochs: self.state.epoch,
+            stopped_early: self.state.stopping.should_stop()
+                && self.state.epoch < self.config.epochs,
+            best,
+        })
+    }
+
+    /// Trains one epoch, evaluates the selection split, updates early stopping and writes
+    /// `best/` (if improved), `checkpoint/` and the metrics files.
+    ///
+    /// # Errors
+    /// Model input errors (the trainer is then unusable), metric errors (e.g. a split without
+    /// any non-neutral sample) and write failures.
+    pub fn run_epoch(&mut self) -> Result<EpochRecord, TrainError> {
+        let epoch = self.state.epoch + 1;
+        let (losses, train_seconds) = self.train_epoch(epoch)?;
+        let model = self.model.as_ref().ok_or(TrainError::Poisoned)?;
+        let started = Instant::now();
+        let (metric, value, tau) = self.selection_metric(&model.valid())?;
+        let eval_seconds = started.elapsed().as_secs_f64();
+        let improved = self.state.stopping.update(epoch, value);
+        let best_epoch = self.state.stopping.best_epoch.unwrap_or(epoch);
+        let split = self
+            .maci
+            .test
+            .as_ref()
+            .unwrap_or(&self.maci.valid)
+            .name
+            .clone();
+        let n = self.data.train.n as f64;
+        let record = EpochRecord {
+            epoch,
+            train_loss: losses.logged,
+            task_loss: losses.task,
+            task_m_loss: losses.distillation.map(|d| d[0]),
+            joint_rep_loss: losses.distillation.map(|d| d[1]),
+            attn_loss: losses.distillation.map(|d| d[2]),
+            recon_text: losses.distillation.map(|d| d[3]),
+            recon_audio: losses.distillation.map(|d| d[4]),
+            recon_vision: losses.distillation.map(|d| d[5]),
+            split: split.clone(),
+            metric: metric.name().to_string(),
+            value,
+            tau: tau.value(),
+            improved,
+            best_epoch,
+            train_seconds,
+            eval_seconds,
+            samples_per_second: n / train_seconds.max(1e-9),
+        };
+        self.state.epoch = epoch;
+        self.state.history.push(record.clone());
+        if improved {
+            self.write_best(&BestInfo {
+                epoch,
+                split,
+                metric: record.metric.clone(),
+                value,
+                tau: record.tau,
+            })?;
+        }
+        self.write_checkpoint()?;
+        self.write_metrics()?;
+        Ok(record)
+    }
+
+    /// The training steps of one epoch: per-sample mean losses and seconds.
+    fn train_epoch(&mut self, epoch: usize) -> Result<(EpochLosses, f64), TrainError> {
+        B::seed(&self.device, epoch_seed(self.config.seed, epoch));
+        let train = &self.data.train;
+        let labels = train.labels(self.config.task);
+        let order = Order::Shuffled {
+            seed: self.config.seed,
+        };
+        let batches = batch_indices(train.n, self.config.batch_size, order, epoch as u64);
+        let bar = self.progress_bar(epoch, batches.len());
+        let bert = self.config.model.text_encoder == TextEncoder::Bert;
+        let started = Instant::now();
+        let mut sums = EpochLosses::default();
+        for indices in &batches {
+            let view = self.missing.view(train, indices, epoch as u64)?;
+            let batch = Batch::<B>::new(train, indices, &view, None, labels, &self.device);
+            let confounders = confounders::<B>(&self.maci.prototypes, indices.len(), &self.device);
+            let batch = mssd_batch(batch, bert, confounders, &train.name)?;
+            let model = self.model.take().ok_or(TrainError::Poisoned)?;
+            let (model, losses) = mssd_step(model, &mut self.optim, batch, &self.step)?;
+            self.model = Some(model);
+            sums.add(&losses, indices.len());
+            bar.set_message(format!("loss {:.4}", losses.logged()));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((sums.mean(train.n), started.elapsed().as_secs_f64()))
+    }
+
+    fn progress_bar(&self, epoch: usize, batches: usize) -> ProgressBar {
+        if !self.show_progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(batches as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches, {per_sec}, {msg} (eta {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("{epoch}/{}", self.config.epochs));
+        bar
+    }
+
+    /// The headline metric of the selection split and its τ (spec §6.4, §11 items 2-3):
+    /// τ from the validation split's sweep (0 for the linear classifier); on the validation
+    /// split the value is the metric at that τ; with [`Selection::TestLeak`] it is the test
+    /// split's metric at that τ, or its per-metric maximum over τ with
+    /// [`TauSelection::Oracle`].
+    fn selection_metric(
+        &self,
+        model: &Cider<B::InnerBackend>,
+    ) -> Result<(Metric, f64, Tau), TrainError> {
+        let task = self.config.task;
+        let headline = Metric::headline(task);
+        let valid = self.sweep(model, &self.maci.valid, &self.data.valid)?;
+        let tau = valid.best_tau();
+        let Some(test) = &self.maci.test else {
+            return Ok((headline, valid.at(tau).headline().1, tau));
+        };
+        let test_sweep = self.sweep(model, test, &self.data.test)?;
+        let value = match self.config.maci.tau_selection {
+            TauSelection::Validation => test_sweep.at(tau).headline().1,
+            TauSelection::Oracle => test_sweep.oracle().headline().1,
+        };
+        Ok((headline, value, tau))
+    }
+
+    /// Predictions of one split and their metrics over τ.
+    fn sweep(
+        &self,
+        model: &Cider<B::InnerBackend>,
+        set: &EvalSet,
+        split: &Split,
+    ) -> Result<Sweep, TrainError> {
+        let out: Predictions = predict(
+            model,
+            split,
+            &set.view,
+            set.cf_ids.as_deref(),
+            &set.prototypes,
+            self.config.batch_size,
+            &self.device,
+        )?;
+        let task = self.config.task;
+        let labels = split.labels(task);
+        Ok(match &out.cf_pred {
+            Some(cf_pred) => Sweep::Maci(TauSweep::new(
+                task,
+                &CfOutputs {
+                    pred: &out.pred,
+                    cf_pred,
+                    labels,
+                },
+            )?),
+            None => Sweep::Plain(metrics::evaluate(task, &out.pred, labels)?),
+        })
+    }
+
+    /// Replaces `best/` with the current model, its selection record and the MACI state.
+    fn write_best(&self, info: &BestInfo) -> Result<(), TrainError> {
+        let model = self.model.as_ref().ok_or(TrainError::Poisoned)?;
+        let maci = MaciState {
+            bias_words: self.maci.bias_words.clone(),
+            prototypes: self.maci.prototypes.per_class.clone(),
+            priors: self.maci.prototypes.priors.clone(),
+        };
+        checkpoint::replace_dir(&self.config.out_dir.join(BEST_DIR), |dir| {
+            checkpoint::save_model(model, &self.model_config, dir)?;
+            checkpoint::write_json_atomically(&dir.join(STATE_FILE), info)?;
+            checkpoint::write_json_atomically(&dir.join(MACI_FILE), &maci)
+        })?;
+        Ok(())
+    }
+
+    /// Replaces `checkpoint/` with the model, the optimiser state and the trainer state.
+    fn write_checkpoint(&self) -> Result<(), TrainError> {
+        let model = self.model.as_ref().ok_or(TrainError::Poisoned)?;
+        checkpoint::replace_dir(&self.config.out_dir.join(CHECKPOINT_DIR), |dir| {
+            checkpoint::save_model(model, &self.model_config, dir)?;
+            checkpoint::save_record::<B, _>(self.optim.to_record(), dir, OPTIM_RECORD)?;
+            checkpoint::write_json_atomically(&dir.join(STATE_FILE), &self.state)
+        })?;
+        Ok(())
+    }
+
+    /// Rewrites `metrics.csv` and `metrics.json` from the history.
+    fn write_metrics(&self) -> Result<(), TrainError> {
+        let dir = &self.config.out_dir;
+        let mut csv = format!("{CSV_HEADER}\n");
+        for record in &self.state.history {
+            csv.push_str(&record.csv_row());
+            csv.push('\n');
+        }
+        checkpoint::write_file_atomically(&dir.join(METRICS_CSV), |f| f.write_all(csv.as_bytes()))?;
+        checkpoint::write_json_atomically(&dir.join(METRICS_JSON), &self.state.history)?;
+        Ok(())
+    }
+}
+
+/// The metrics of one split: the τ sweep (MACI) or τ = 0 alone (linear classifier).
+enum Sweep {
+    Maci(TauSweep),
+    Plain(Metrics),
+}
+
+impl Sweep {
+    fn best_tau(&self) -> Tau {
+        match self {
+            Sweep::Maci(sweep) => sweep.best_tau(),
+            Sweep::Plain(_) => Tau::ZERO,
+        }
+    }
+
+    fn at(&self, tau: Tau) -> &Metrics {
+        match self {
+            Sweep::Maci(sweep) => sweep.at(tau),
+            Sweep::Plain(metrics) => metrics,
+        }
+    }
+
+    fn oracle(&self) -> Metrics {
+        match self {
+            Sweep::Maci(sweep) => sweep.oracle(),
+            Sweep::Plain(metrics) => metrics.clone(),
+        }
+    }
+}
+
+/// Per-sample sums (while training) or means (after [`EpochLosses::mean`]) of the step losses.
+#[derive(Debug, Clone, Copy, Default)]
+struct EpochLosses {
+    /// `L_2` (or the task loss without distillation).
+    logged: f64,
+    /// `L_1`.
+    task: f64,
+    /// `NLL_m, L_rep, KL_attn, R_t, R_a, R_v` (MSSD only).
+    distillation: Option<[f64; 6]>,
+}
+
+impl EpochLosses {
+    fn add(&mut self, losses: &StepLosses, samples: usize) {
+        let w = samples as f64;
+        self.logged += w * losses.logged();
+        self.task += w * losses.task;
+        if let Some(d) = losses.distillation {
+            let terms = [
+                d.task_m,
+                d.joint_rep,
+                d.attn,
+                d.recon_text,
+                d.recon_audio,
+                d.recon_vision,
+            ];
+            let sums = self.distillation.get_or_insert([0.0; 6]);
+            for (s, t) in sums.iter_mut().zip(terms) {
+                *s += w * t;
+            }
+        }
+    }
+
+    fn mean(self, n: usize) -> Self {
+        let n = n.max(1) as f64;
+        Self {
+            logged: self.logged / n,
+            task: self.task / n,
+            distillation: self.distillation.map(|d| d.map(|s| s / n)),
+        }
+    }
+}
+
+/// The training confounders of a batch (spec §7.2): prototype `z_i` and prior `P(z_i)` for
+/// every sample, feats `[C, batch, F]`, probs `[batch, C]`.
+fn confounders<B: Backend>(
+    prototypes: &Prototypes,
+    batch: usize,
+    device: &B::Device,
+) -> Confounders<B> {
+    let (c, f) = (prototypes.num_classes(), prototypes.feature_len());
+    let feats = TensorData::new(prototypes.per_class.concat(), [c, 1, f]);
+    let probs = TensorData::new(prototypes.priors.clone(), [1, c]);
+    Confounders {
+        feats: Tensor::<B, 3>::from_data(feats, device).repeat_dim(1, batch), // [C, B, F]
+        probs: Tensor::<B, 2>::from_data(probs, device).repeat_dim(0, batch), // [B, C]
+    }
+}
+
+/// A training [`Batch`] in the form of the MSSD step: token ids for BERT, or the precomputed
+/// features (missing view: missing tokens' rows zeroed).
+fn mssd_batch<B: Backend>(
+    batch: Batch<B>,
+    bert: bool,
+    confounders: Confounders<B>,
+    split: &str,
+) -> Result<MssdBatch<B>, TrainError> {
+    let (complete_text, missing_text) = if bert {
+        let tokens = |ids| TextInput::Tokens {
+            ids,
+            attention_mask: batch.text_mask.clone(),
+            token_types: batch.text_segment.clone(),
+        };
+        (
+            tokens(batch.text_ids.clone()),
+            tokens(batch.text_m_ids.clone()),
+        )
+    } else {
+        let features = batch
+            .text_features
+            .clone()
+            .ok_or_else(|| TrainError::Unusable {
+                source_name: format!("split `{split}`"),
+                message: "no precomputed `text` features for text_encoder = \"precomputed\"".into(),
+            })?;
+        let keep = batch.text_missing.clone().unsqueeze_dim::<3>(2); // [B, T_l, 1]
+        (
+            TextInput::Features(features.clone()),
+            TextInput::Features(features * keep),
+        )
+    };
+    Ok(MssdBatch {
+        complete: ViewInput {
+            text: complete_text,
+            audio: batch.audio,
+            vision: batch.vision,
+        },
+        missing: ViewInput {
+            text: missing_text,
+            audio: batch.audio_m,
+            vision: batch.vision_m,
+        },
+        masks: InputMasks {
+            text: batch.text_mask,
+            audio: batch.audio_mask,
+            vision: batch.vision_mask,
+            text_len: batch.text_len,
+        },
+        missing_masks: MissingMasks {
+            text: batch.text_missing,
+            audio: batch.audio_missing,
+            vision: batch.vision_missing,
+        },
+        labels: batch.labels,
+        confounders,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{ModuleVisitor, Param};
+    use cider_data::synth::{Layout, Variant};
+
+    use super::*;
+    use crate::config::{DataConfig, SyntheticData};
+
+    type AB = Autodiff<Flex>;
+
+    /// A fresh, empty temporary directory per call (removed by the test on success).
+    fn scratch(name: &str) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cider-trainer-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A small synthetic run: MOSI aligned, 48 / 24 / 24 samples, D 8, one MCT layer.
+    fn tiny(out_dir: &Path, epochs: usize) -> TrainConfig {
+        let mut c = TrainConfig {
+            out_dir: out_dir.to_path_buf(),
+            epochs,
+            batch_size: 16,
+            data: DataConfig::Synthetic(SyntheticData {
+                layout: Layout::MosiAligned,
+                variant: Variant::Iid,
+                n_train: 48,
+                n_valid: 24,
+                n_test: 24,
+                ..SyntheticData::default()
+            }),
+            ..TrainConfig::default()
+        };
+        c.model.embed_dim = 8;
+        c.model.multimodal_layers = 1;
+        c.model.num_heads = 2;
+        c
+    }
+
+    /// Every float parameter's values, in visiting order.
+    fn weights<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl<B: Backend> ModuleVisitor<B> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let values = param.val().into_data().convert::<f32>().into_vec::<f32>();
+                self.0.push(values.unwrap_or_default());
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        module.visit(&mut collect);
+        collect.0
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+
+    /// Everything of a record but its timings.
+    fn untimed(r: &EpochRecord) -> EpochRecord {
+        EpochRecord {
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+            samples_per_second: 0.0,
+            ..r.clone()
+        }
+    }
+
+    #[test]
+    fn early_stopping_follows_a_scripted_metric_sequence() {
+        // Patience 2: strict improvements at 1 and 2; 0.6 again is no improvement.
+        let mut stop = EarlyStopping::new(2);
+        let verdicts: Vec<(bool, usize)> = [0.5, 0.6, 0.6, 0.55]
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| (stop.update(i + 1, m), stop.left))
+            .collect();
+        assert_eq!(verdicts, [(true, 2), (true, 2), (false, 1), (false, 0)]);
+        assert!(stop.should_stop());
+        assert_eq!((stop.best, stop.best_epoch), (Some(0.6), Some(2)));
+
+        // Patience 3: an improvement at epoch 4 resets the counter; NaN never improves.
+        let mut stop = EarlyStopping::new(3);
+        let mut stopped_after = None;
+        for (i, m) in [0.5, 0.4, 0.45, 0.7, f64::NAN, 0.65, 0.7, 0.9]
+            .into_iter()
+            .enumerate()
+        {
+            stop.update(i + 1, m);
+            if stop.should_stop() {
+                stopped_after = Some(i + 1);
+                break;
+            }
+        }
+        assert_eq!(stopped_after, Some(7));
+        assert_eq!((stop.best, stop.best_epoch), (Some(0.7), Some(4)));
+    }
+
+    /// Three epochs straight and "one epoch, kill, resume to three" give bit-identical weights
+    /// and identical records. Dropout is off here: the backend's random stream is global to the
+    /// process and other tests may draw from it concurrently (the trainer re-seeds it per
+    /// epoch, which makes single-process runs with dropout resumable too).
+    #[test]
+    fn resuming_gives_the_uninterrupted_result() {
+        let straight = scratch("straight");
+        let resumed = scratch("resumed");
+        let mut config = tiny(&straight, 3);
+        config.model.out_dropout = 0.0;
+        config.model.embed_dropout = 0.0;
+        config.model.relu_dropout = 0.0;
+        config.model.res_dropout = 0.0;
+        let device = Default::default();
+
+        let mut a = Trainer::<AB>::open(config.clone(), device, false)
+            .unwrap()
+            .with_progress(false);
+        a.run_epoch().unwrap();
+        // The run is "killed" here: its directory is all that survives.
+        copy_dir(&straight, &resumed);
+        let summary_a = a.run(|_| {}).unwrap();
+        assert_eq!(summary_a.epochs, 3);
+
+        let resumed_config = TrainConfig {
+            out_dir: resumed.clone(),
+            ..config.clone()
+        };
+        let mut b = Trainer::<AB>::open(resumed_config.clone(), device, true)
+            .unwrap()
+            .with_progress(false);
+        assert_eq!(b.state().epoch, 1);
+        let summary_b = b.run(|_| {}).unwrap();
+        assert_eq!(summary_b.epochs, 3);
+
+        let wa = weights(a.model().unwrap());
+        let wb = weights(b.model().unwrap());
+        assert_eq!(wa.len(), wb.len());
+        assert!(
+            wa == wb,
+            "resumed weights differ from the uninterrupted run"
+        );
+        let ha: Vec<_> = a.state().history.iter().map(untimed).collect();
+        let hb: Vec<_> = b.state().history.iter().map(untimed).collect();
+        assert_eq!(ha, hb);
+        let best = |dir: &Path| checkpoint::read_json::<BestInfo>(&dir.join("best/state.json"));
+        assert_eq!(best(&straight).unwrap(), best(&resumed).unwrap());
+
+        // The checkpoint holds the final model exactly.
+        let (_, saved) =
+            checkpoint::load_model::<Flex>(&straight.join(CHECKPOINT_DIR), &device).unwrap();
+        assert!(weights(&saved) == wa);
+
+        // A fresh run over a checkpoint, a resume without one, and a resume with another
+        // configuration are refused.
+        let again = Trainer::<AB>::open(config.clone(), device, false)
+            .err()
+            .unwrap();
+        assert!(again.to_string().contains("already holds a run"), "{again}");
+        let nothing = Trainer::<AB>::open(tiny(&scratch("none"), 3), device, true)
+            .err()
+            .unwrap();
+        assert!(
+            nothing.to_string().contains("no checkpoint to resume from"),
+            "{nothing}"
+        );
+        let mut other = resumed_config;
+        other.model.num_heads = 4;
+        let mismatch = Trainer::<AB>::open(other, device, true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            mismatch.contains("another configuration: `model.num_heads` is 2 there but 4 here"),
+            "{mismatch}"
+        );
+        fs::remove_dir_all(&straight).unwrap();
+        fs::remove_dir_all(&resumed).unwrap();
+    }
+
+    /// On easy synthetic data (strong signals, no label or language bias) a few epochs lower
+    /// the training loss and lift the validation metric well above the ½ of guessing one
+    /// polar class; every epoch leaves its row in `metrics.csv` / `metrics.json` and the best
+    /// epoch's model in `best/`.
+    #[test]
+    fn a_few_epochs_learn_the_easy_synthetic_task() {
+        let dir = scratch("learn");
+        let mut config = tiny(&dir, 5);
+        if let DataConfig::Synthetic(s) = &mut config.data {
+            s.text_strength = 3.0;
+            s.audio_strength = 6.0;
+            s.vision_strength = 6.0;
+            s.label_bias = 0.0;
+            s.language_bias = 0.0;
+            s.n_train = 96;
+            s.n_valid = 48;
+        }
+        config.optim.lr = 3e-3;
+        let device = Default::default();
+        let mut trainer = Trainer::<AB>::open(config, device, false)
+            .unwrap()
+            .with_progress(false);
+        let mut seen = Vec::new();
+        let summary = trainer.run(|r| seen.push(r.epoch)).unwrap();
+        let history = &trainer.state().history;
+        assert_eq!(seen, (1..=history.len()).collect::<Vec<_>>());
+        let (first, last) = (&history[0], &history[history.len() - 1]);
+        assert!(
+            last.train_loss < first.train_loss,
+            "{} → {}",
+            first.train_loss,
+            last.train_loss
+        );
+        let best = summary.best.unwrap();
+        assert_eq!(best.metric, "Non0_acc_2");
+        assert!(
+            best.value > 0.75,
+            "best validation Non0_acc_2 {}",
+            best.value
+        );
+        assert!(
+            history
+                .iter()
+                .all(|r| r.task_m_loss.is_some() && r.split == "valid")
+        );
+
+        let csv = fs::read_to_string(dir.join(METRICS_CSV)).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines.len(), history.len() + 1);
+        assert!(
+            lines[1].starts_with(&format!("1,{},", first.train_loss)),
+            "{}",
+            lines[1]
+        );
+        let json: Vec<EpochRecord> = checkpoint::read_json(&dir.join(METRICS_JSON)).unwrap();
+        assert_eq!(&json, history);
+        let info: BestInfo = checkpoint::read_json(&dir.join("best/state.json")).unwrap();
+        assert_eq!((info.epoch, info.value), (best.epoch, best.value));
+        let maci: MaciState = checkpoint::read_json(&dir.join("best").join(MACI_FILE)).unwrap();
+        assert_eq!(maci.priors.len(), 3);
+        assert!(!maci.bias_words.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The ablations run: the linear classifier (τ = 0, no counterfactual pass), no
+    /// distillation (no distillation losses), test-based selection.
+    #[test]
+    fn ablations_and_test_selection_run() {
+        let dir = scratch("ablation");
+        let mut config = tiny(&dir, 1);
+        config.maci.classifier = Classifier::Linear;
+        config.loss.distillation = crate::mssd::Distillation::None;
+        config.selection = Selection::TestLeak;
+        let mut trainer = Trainer::<AB>::open(config, Default::default(), false)
+            .unwrap()
+            .with_progress(false);
+        let record = trainer.run_epoch().unwrap();
+        assert_eq!((record.split.as_str(), record.tau), ("test", 0.0));
+        assert_eq!(record.task_m_loss, None);
+        assert_eq!(record.train_loss, record.task_loss);
+        assert!(trainer.is_finished());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Precomputed text: the missing view zeroes exactly the rows of missing tokens.
+    #[test]
+    fn the_missing_view_zeroes_missing_token_features() {
+        let config = tiny(Path::new("unused"), 1);
+        let data = config.data.load().unwrap();
+        let train = &data.train;
+        let indices = [3, 0, 7];
+        let view = TrainMissing::new(config.train_rng, 5)
+            .view(train, &indices, 2)
+            .unwrap();
+        let device = Default::default();
+        let batch = Batch::<Flex>::new(train, &indices, &view, None, &train.label3, &device);
+        let features = batch.text_features.clone().unwrap();
+        let prototypes =
+            Prototypes::from_split(train, config.task, TextFeatures::FromSplit).unwrap();
+        let conf = confounders::<Flex>(&prototypes, 3, &device);
+        assert_eq!(conf.feats.dims(), [3, 3, 768 + 5 + 20]);
+        let out = mssd_batch(batch, false, conf, "train").unwrap();
+        let TextInput::Features(missing) = out.missing.text else {
+            panic!("features")
+        };
+        let (full, masked) = (
+            features.into_data().into_vec::<f32>().unwrap(),
+            missing.into_data().into_vec::<f32>().unwrap(),
+        );
+        let d_l = train.dims.d_l;
+        for (row, &kept) in view.text_missing.iter().enumerate() {
+            let span = row * d_l..(row + 1) * d_l;
+            let want: Vec<f32> = full[span.clone()]
+                .iter()
+                .map(|&x| x * f32::from(kept))
+                .collect();
+            assert_eq!(masked[span], want[..], "token row {row}, kept {kept}");
+        }
+        assert!(view.text_missing.contains(&0) && view.text_missing.contains(&1));
+    }
+
+    #[test]
+    fn epoch_seeds_differ_per_epoch_and_seed() {
+        let seeds: Vec<u64> = (0..4).map(|e| epoch_seed(1111, e)).collect();
+        let mut unique = seeds.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 4);
+        assert_ne!(epoch_seed(1, 1), epoch_seed(2, 1));
+        assert_eq!(epoch_seed(1111, 3), seeds[3]);
+    }
+}

@@ -1,0 +1,364 @@
+//! `cider eval --checkpoint RUN`: the robustness protocol of spec §8.2 on a trained model:
+//! every missing rate of a grid (or the SMM subsets), MACI with τ chosen on the validation
+//! split and with the reference's oracle τ, AUILC; writes `results.json` and `results.csv`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value};
+
+use cider_causal::counterfactual::TauSelection;
+use cider_causal::metrics::Metric;
+use cider_causal::model::{Cider, CiderConfig, Classifier};
+use cider_causal::prototypes::{Prototypes, TextFeatures};
+use cider_data::bias::bias_words;
+use cider_data::dataset::{Dataset, Split};
+use cider_data::missing::DEFAULT_MISSING_SEED;
+use cider_train::backend::Selected;
+use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
+use cider_train::config::TrainConfig;
+use cider_train::evaluate::{
+    Debiasing, EVAL_BATCH_SIZE, EvalData, EvalError, EvalMode, ProtocolConfig, ProtocolResults,
+    parse_rates, run_protocol,
+};
+use cider_train::results::ResultsFile;
+use cider_train::trainer::{BestInfo, CONFIG_TOML, MACI_FILE, MaciState};
+
+use crate::error::CliError;
+
+/// How τ is chosen, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TauArg {
+    /// τ chosen once on the validation split (rate 0), then fixed.
+    Validation,
+    /// Every metric maximised over τ on the evaluated split, per rate (reference numbers).
+    Oracle,
+}
+
+impl From<TauArg> for TauSelection {
+    fn from(tau: TauArg) -> Self {
+        match tau {
+            TauArg::Validation => TauSelection::Validation,
+            TauArg::Oracle => TauSelection::Oracle,
+        }
+    }
+}
+
+/// Evaluation missing modes (spec §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Each valid position of every modality missing with the rate (default).
+    Rmfm,
+    /// The same rate for each modality, drawn per modality.
+    RmfmSame,
+    /// Whole modalities dropped per sample.
+    Rmm,
+    /// Time steps dropped in all modalities at once (aligned data).
+    Tmfm,
+    /// One block of time steps dropped (aligned data).
+    Stmfm,
+    /// The seven modality subsets T, A, V, TA, TV, AV, TAV (no rates, no AUILC).
+    Smm,
+}
+
+impl From<ModeArg> for EvalMode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Rmfm => EvalMode::Rmfm,
+            ModeArg::RmfmSame => EvalMode::RmfmSame,
+            ModeArg::Rmm => EvalMode::Rmm,
+            ModeArg::Tmfm => EvalMode::Tmfm,
+            ModeArg::Stmfm => EvalMode::Stmfm,
+            ModeArg::Smm => EvalMode::Smm,
+        }
+    }
+}
+
+/// MACI's debiasing, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DebiasingArg {
+    /// `s_τ = ℓ − τ·ℓ_cf` (CIDer).
+    Maci,
+    /// The plain prediction, τ fixed at 0 (the "w/o MACI" ablation).
+    NoMaci,
+}
+
+impl From<DebiasingArg> for Debiasing {
+    fn from(d: DebiasingArg) -> Self {
+        match d {
+            DebiasingArg::Maci => Debiasing::Maci,
+            DebiasingArg::NoMaci => Debiasing::NoMaci,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory written by `cider train` (its `best/` model is evaluated), or a model
+    /// directory holding `model.json` and `model.mpk`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Missing mode.
+    #[arg(long, value_enum, default_value = "rmfm")]
+    mode: ModeArg,
+    /// Missing rates: `start:end:step` or a comma list, each in [0, 1], increasing.
+    #[arg(long, default_value = "0:1:0.1")]
+    rates: String,
+    /// Split to evaluate (`test`, `valid`; τ is always chosen on `valid`).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Which τ rule the printed table shows (results.json always holds both).
+    #[arg(long, value_enum, default_value = "validation")]
+    tau: TauArg,
+    /// MACI debiasing or the plain prediction (default: maci, or no-maci for a model trained
+    /// with the linear-head ablation).
+    #[arg(long, value_enum)]
+    debiasing: Option<DebiasingArg>,
+    /// Evaluate on another dataset file than the run's (e.g. cross-dataset); bias words and
+    /// prototypes still come from the run's training split.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Samples per batch, in file order.
+    #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
+    batch_size: usize,
+    /// NumPy legacy seed of the evaluation masks.
+    #[arg(long, default_value_t = DEFAULT_MISSING_SEED)]
+    seed: u32,
+    /// Output folder for results.json / results.csv (default: `<run>/eval-<mode>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A trained model with its run's configuration and data.
+pub struct RunModel {
+    /// The run directory (holds `config.toml`).
+    pub run_dir: PathBuf,
+    /// The directory the model was read from (`<run>/best`).
+    pub model_dir: PathBuf,
+    /// The run's training configuration.
+    pub config: TrainConfig,
+    /// The model's architecture.
+    pub model_config: CiderConfig,
+    /// The model, on the plain (inference) backend: no dropout.
+    pub model: Cider<Selected>,
+    /// `maci.json`: bias words and training prototypes saved with the model, if present.
+    pub maci: Option<MaciState>,
+    /// `state.json`: the epoch and validation τ of the model, if present.
+    pub best: Option<BestInfo>,
+}
+
+impl RunModel {
+    /// Opens a run directory (its `best/` model) or a model directory inside a run.
+    pub fn open(path: &Path) -> Result<Self, CliError> {
+        let (run_dir, model_dir) = if path.join(MODEL_CONFIG).is_file() {
+            let run = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (run, path.to_path_buf())
+        } else {
+            (path.to_path_buf(), path.join(BEST_DIR))
+        };
+        let config_path = run_dir.join(CONFIG_TOML);
+        if !config_path.is_file() {
+            return Err(CliError::Usage(format!(
+                "{}: not a run directory of `cider train` (no {CONFIG_TOML} in {})",
+                path.display(),
+                run_dir.display()
+            )));
+        }
+        let config = TrainConfig::from_file(&config_path, &[])?;
+        if !model_dir.join(MODEL_CONFIG).is_file() {
+            return Err(CliError::Usage(format!(
+                "{}: no trained model (expected {})",
+                path.display(),
+                model_dir.join(MODEL_CONFIG).display()
+            )));
+        }
+        let (model_config, model) = load_model::<Selected>(&model_dir, &Default::default())?;
+        let optional = |name: &str| model_dir.join(name).is_file().then(|| model_dir.join(name));
+        let maci = optional(MACI_FILE).map(|p| read_json(&p)).transpose()?;
+        let best = optional(STATE_FILE).map(|p| read_json(&p)).transpose()?;
+        Ok(Self {
+            run_dir,
+            model_dir,
+            config,
+            model_config,
+            model,
+            maci,
+            best,
+        })
+    }
+
+    /// The bias words (spec §4.1) and training prototypes and priors (spec §7.2) saved with
+    /// the model in `maci.json`; without that file, computed from the training split (`train`,
+    /// or the run's data read here) with the run's bias-word threshold and rule.
+    pub fn maci_parts(&self, train: Option<&Split>) -> Result<(Vec<u32>, Prototypes), CliError> {
+        if let Some(maci) = &self.maci {
+            let prototypes = Prototypes::new(maci.prototypes.clone(), maci.priors.clone())
+                .map_err(EvalError::from)?;
+            return Ok((maci.bias_words.clone(), prototypes));
+        }
+        let loaded;
+        let train = match train {
+            Some(train) => train,
+            None => {
+                loaded = self.config.data.load()?;
+                &loaded.train
+            }
+        };
+        let task = self.config.task;
+        let maci = &self.config.maci;
+        let bias = bias_words(train, task, maci.bias_thresh, maci.bias_rule)?;
+        let prototypes = Prototypes::from_split(train, task, TextFeatures::FromSplit)
+            .map_err(EvalError::from)?;
+        Ok((bias, prototypes))
+    }
+
+    /// The test-time prototypes of an evaluated split under the run's rule.
+    pub fn test_prototypes(
+        &self,
+        train: &Prototypes,
+        split: &Split,
+    ) -> Result<Prototypes, CliError> {
+        self.config
+            .maci
+            .test_prototypes
+            .build(train, split, self.config.task, TextFeatures::FromSplit)
+            .map_err(|e| EvalError::from(e).into())
+    }
+
+    /// MACI for the MCM, the plain prediction for the linear-head ablation.
+    pub fn default_debiasing(&self) -> Debiasing {
+        match self.model_config.classifier {
+            Classifier::Maci => Debiasing::Maci,
+            Classifier::Linear => Debiasing::NoMaci,
+        }
+    }
+}
+
+pub fn run(args: &EvalArgs) -> Result<(), CliError> {
+    let mode = EvalMode::from(args.mode);
+    let rates = if mode == EvalMode::Smm {
+        Vec::new()
+    } else {
+        parse_rates(&args.rates).map_err(|e| CliError::Usage(format!("--rates: {e}")))?
+    };
+    if args.batch_size == 0 {
+        return Err(CliError::Usage("--batch-size: expected at least 1".into()));
+    }
+    let run = RunModel::open(&args.checkpoint)?;
+    let train_data = run.config.data.load()?;
+    let evaluated_data = match &args.data {
+        Some(path) => Some(Dataset::from_path(path)?),
+        None => None,
+    };
+    let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
+    let evaluated = evaluated_set.split(&args.split)?;
+    let (bias, train_prototypes) = run.maci_parts(Some(&train_data.train))?;
+    let valid_prototypes = run.test_prototypes(&train_prototypes, &train_data.valid)?;
+    let prototypes = run.test_prototypes(&train_prototypes, evaluated)?;
+    let debiasing = args
+        .debiasing
+        .map_or_else(|| run.default_debiasing(), Debiasing::from);
+    let protocol = ProtocolConfig {
+        mode,
+        rates,
+        debiasing,
+        seed: args.seed,
+        batch_size: args.batch_size,
+    };
+    let data = EvalData {
+        task: run.config.task,
+        valid: &train_data.valid,
+        evaluated,
+        bias_words: &bias,
+        valid_prototypes: &valid_prototypes,
+        prototypes: &prototypes,
+    };
+    let headline = Metric::headline(run.config.task);
+    eprintln!(
+        "evaluating {} on {} split `{}` ({} samples), {}, {}",
+        run.model_dir.display(),
+        evaluated_set.source,
+        args.split,
+        evaluated.n,
+        mode.name(),
+        debiasing.name()
+    );
+    let results = run_protocol(&run.model, &data, &protocol, &Default::default(), |point| {
+        eprintln!(
+            "  {} {:>5}: {headline} {:.4} (oracle {:.4})",
+            mode.name(),
+            point.point.label(),
+            point.metrics.get(headline).unwrap_or(f64::NAN),
+            point.oracle.get(headline).unwrap_or(f64::NAN)
+        );
+    })?;
+
+    let mut settings = Map::new();
+    settings.insert("checkpoint".into(), path_value(&run.model_dir));
+    settings.insert("split".into(), Value::from(args.split.clone()));
+    settings.insert("data".into(), Value::from(evaluated_set.source.clone()));
+    settings.insert("rates".into(), Value::from(args.rates.clone()));
+    let train_config = serde_json::to_value(&run.config)
+        .map_err(|e| CliError::Usage(format!("the run's configuration: {e}")))?;
+    settings.insert("train_config".into(), train_config);
+    let file = ResultsFile::from_protocol(&results, settings);
+    let out = args.out.clone().unwrap_or_else(|| {
+        run.run_dir
+            .join(format!("eval-{}", mode.name().to_ascii_lowercase()))
+    });
+    let [json, csv] = file.write(&out)?;
+    print_table(&results, args.tau.into());
+    eprintln!("wrote {} and {}", json.display(), csv.display());
+    Ok(())
+}
+
+fn path_value(path: &Path) -> Value {
+    Value::from(path.display().to_string())
+}
+
+/// The per-point table of one τ rule, then the AUILC row.
+fn print_table(results: &ProtocolResults, rule: TauSelection) {
+    let metrics = Metric::for_task(results.task);
+    let rule_name = match rule {
+        TauSelection::Validation => format!("τ = {} (validation)", results.tau.value()),
+        TauSelection::Oracle => "oracle τ".to_string(),
+    };
+    println!(
+        "{} · {} · {rule_name}",
+        results.config.mode.name(),
+        results.config.debiasing.name()
+    );
+    let mut header = format!(
+        "{:>7}",
+        if results.rates().is_empty() {
+            "subset"
+        } else {
+            "rate"
+        }
+    );
+    for m in metrics {
+        header.push_str(&format!(" {:>14}", m.name()));
+    }
+    println!("{header}");
+    for point in &results.points {
+        let values = match rule {
+            TauSelection::Validation => &point.metrics,
+            TauSelection::Oracle => &point.oracle,
+        };
+        let mut row = format!("{:>7}", point.point.label());
+        for &m in metrics {
+            row.push_str(&format!(" {:>14.4}", values.get(m).unwrap_or(f64::NAN)));
+        }
+        println!("{row}");
+    }
+    if results.rates().len() >= 2 {
+        let mut row = format!("{:>7}", "AUILC");
+        for &m in metrics {
+            row.push_str(&format!(
+                " {:>14.3}",
+                results.auilc(m, rule).unwrap_or(f64::NAN)
+            ));
+        }
+        println!("{row}");
+    }
+}
