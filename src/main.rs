@@ -12,6 +12,12 @@ use clap::{Parser, Subcommand};
 
 use commands::data::DataCommand;
 
+/// Training frees and reallocates the same large tensors every step: keep them instead of
+/// returning them to the OS (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: cider_train::alloc::ReuseLargeBlocks =
+    cider_train::alloc::ReuseLargeBlocks::new();
+
 /// CIDer: robust multimodal emotion recognition under missing modalities and distribution shifts.
 #[derive(Debug, Parser)]
 #[command(name = "cider", version, about)]

@@ -3,23 +3,35 @@
 //! Run `cargo bench -p cider-bench` (add `--no-default-features --features wgpu` or `cuda` for
 //! the GPU backends); bench ids start with the backend name.
 
+/// Every bench binary links this crate, so all of them measure with the allocator of the
+/// `cider` program ([`cider_train::alloc::ReuseLargeBlocks`]).
+#[global_allocator]
+static ALLOCATOR: cider_train::alloc::ReuseLargeBlocks =
+    cider_train::alloc::ReuseLargeBlocks::new();
+
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
-use cider_causal::model::{CiderConfig, Confounders};
+use cider_causal::model::{Cider, CiderConfig, Confounders};
 use cider_data::dataset::Dims;
 use cider_data::synth::Layout;
 use cider_model::ModelError;
 use cider_model::bert::BertConfig;
 use cider_model::config::{Alignment, NetworkConfig, TextEncoderConfig};
 use cider_model::model::{InputMasks, TextInput, ViewInput};
+use cider_train::mssd::{MissingMasks, MssdBatch};
 
 /// How the text enters the model in a bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextMode {
     /// MMSA's 768-d precomputed features (no BERT).
     Precomputed,
-    /// A `bert-base-uncased`-shaped encoder with random weights.
+    /// A `bert-base-uncased`-shaped encoder with random weights, fine-tuned with the network
+    /// (the reference setup, spec §5.1).
     BertBase,
+    /// The same encoder frozen (no gradient, no update), as the reference harness's "frozen"
+    /// variant.
+    BertBaseFrozen,
 }
 
 impl TextMode {
@@ -28,7 +40,28 @@ impl TextMode {
         match self {
             TextMode::Precomputed => "precomputed",
             TextMode::BertBase => "bert-base",
+            TextMode::BertBaseFrozen => "bert-base-frozen",
         }
+    }
+
+    /// Every mode, in the order of [`TextMode::NAMES`].
+    pub const ALL: [TextMode; 3] = [
+        TextMode::Precomputed,
+        TextMode::BertBase,
+        TextMode::BertBaseFrozen,
+    ];
+
+    /// The accepted names.
+    pub const NAMES: [&'static str; 3] = ["precomputed", "bert-base", "bert-base-frozen"];
+
+    /// The mode named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.name() == name)
+    }
+
+    /// Whether the text enters as token ids through a BERT.
+    pub fn uses_bert(self) -> bool {
+        self != TextMode::Precomputed
     }
 }
 
@@ -50,7 +83,9 @@ pub fn reference_config(layout: Layout, text: TextMode) -> CiderConfig {
     };
     let encoder = match text {
         TextMode::Precomputed => TextEncoderConfig::Precomputed,
-        TextMode::BertBase => TextEncoderConfig::Bert(BertConfig::bert_base_uncased()),
+        TextMode::BertBase | TextMode::BertBaseFrozen => {
+            TextEncoderConfig::Bert(BertConfig::bert_base_uncased())
+        }
     };
     CiderConfig::new(
         NetworkConfig::new(d_l, d_a, d_v, t_l, t_a, t_v, alignment).with_text_encoder(encoder),
@@ -99,7 +134,7 @@ pub fn random_inputs<B: Backend>(
         TextMode::Precomputed => {
             TextInput::Features(Tensor::random([batch, t_l, d_l], normal, device))
         }
-        TextMode::BertBase => TextInput::Tokens {
+        TextMode::BertBase | TextMode::BertBaseFrozen => TextInput::Tokens {
             ids: Tensor::<B, 2, Int>::random(
                 [batch, t_l],
                 Distribution::Uniform(1000.0, 30000.0),
@@ -129,7 +164,8 @@ pub fn random_inputs<B: Backend>(
     }
 }
 
-/// Builds the reference configuration's model for a layout.
+/// Builds the reference configuration's model for a layout; with
+/// [`TextMode::BertBaseFrozen`] the text encoder's parameters need no gradient.
 ///
 /// # Errors
 /// Only if the configuration were invalid (it is not for the listed layouts).
@@ -137,6 +173,62 @@ pub fn reference_model<B: Backend>(
     layout: Layout,
     text: TextMode,
     device: &B::Device,
-) -> Result<cider_causal::model::Cider<B>, ModelError> {
-    reference_config(layout, text).init(device)
+) -> Result<Cider<B>, ModelError> {
+    let mut model = reference_config(layout, text).init(device)?;
+    if text == TextMode::BertBaseFrozen {
+        model.network.text_encoder = model.network.text_encoder.no_grad();
+    }
+    Ok(model)
+}
+
+/// `[MASK]` id of `bert-base-uncased`, put where a missing view drops a word.
+const MASK_ID: i64 = 103;
+
+/// One MSSD training batch for `batch` samples of `layout`: the complete view of
+/// [`random_inputs`], a missing view that drops each position of each modality with
+/// probability 1/2 (zeroed features, `[MASK]` ids), its missing masks, and labels in `0..3`.
+pub fn mssd_batch<B: Backend>(
+    layout: Layout,
+    text: TextMode,
+    batch: usize,
+    device: &B::Device,
+) -> MssdBatch<B> {
+    let inputs = random_inputs::<B>(layout, text, batch, device);
+    let Dims { t_l, t_a, t_v, .. } = layout.dims();
+    let keep =
+        |len: usize| Tensor::<B, 2>::random([batch, len], Distribution::Bernoulli(0.5), device);
+    let missing_masks = MissingMasks {
+        text: keep(t_l),
+        audio: keep(t_a),
+        vision: keep(t_v),
+    };
+    let drop_frames =
+        |x: &Tensor<B, 3>, mask: &Tensor<B, 2>| x.clone() * mask.clone().unsqueeze_dim(2);
+    let text_m = match &inputs.view.text {
+        TextInput::Features(x) => TextInput::Features(drop_frames(x, &missing_masks.text)),
+        TextInput::Tokens {
+            ids,
+            attention_mask,
+            token_types,
+        } => TextInput::Tokens {
+            ids: ids
+                .clone()
+                .mask_fill(missing_masks.text.clone().lower_elem(0.5), MASK_ID),
+            attention_mask: attention_mask.clone(),
+            token_types: token_types.clone(),
+        },
+    };
+    let missing = ViewInput {
+        text: text_m,
+        audio: drop_frames(&inputs.view.audio, &missing_masks.audio),
+        vision: drop_frames(&inputs.view.vision, &missing_masks.vision),
+    };
+    MssdBatch {
+        complete: inputs.view,
+        missing,
+        masks: inputs.masks,
+        missing_masks,
+        labels: Tensor::<B, 1, Int>::random([batch], Distribution::Uniform(0.0, 3.0), device),
+        confounders: inputs.confounders,
+    }
 }

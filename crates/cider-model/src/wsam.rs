@@ -107,27 +107,33 @@ impl<B: Backend> Wsam<B> {
         let v = part(key_value, 2); // [B, T_x, D]
         let scores = q.matmul(k.swap_dims(1, 2)); // [B, T_l, T_x]
 
-        let allowed = allowed_pairs(text_mask, x_mask, text_len); // [B, T_l, T_x]
-        let probs = masked_softmax(scores, allowed); // [B, T_l, T_x]
+        // M is the outer product of a row mask and a column mask: blocked columns get a score
+        // of about f32::MIN (exp gives exactly 0, as the reference's −1e9 does), and rows
+        // without any allowed entry are multiplied by 0 afterwards. No [B, T_l, T_x] mask.
+        let (rows, columns) = mask_factors(text_mask, x_mask, text_len); // [B, T_l, 1], [B, 1, T_x]
+        let column_bias = columns.bool_not().float().mul_scalar(f32::MIN); // [B, 1, T_x]
+        let probs = softmax(scores + column_bias, 2) * rows; // [B, T_l, T_x]
         let out = self.out_proj.forward(probs.clone().matmul(v)); // [B, T_l, D]
         (out, probs)
     }
 }
 
-/// The WSAM mask `M`: `M[b,i,j] = m_t'[b,i] · m_x[b,j]`, where `m_t'` is the text mask with the
-/// `[SEP]` (`text_len − 1`) and the `[CLS]` (position 0) cleared.
+/// The two factors of the WSAM mask `M[b,i,j] = m_t'[b,i] · m_x[b,j]`, where `m_t'` is the
+/// text mask with the `[SEP]` (`text_len − 1`) and the `[CLS]` (position 0) cleared.
 ///
 /// As in the reference, `text_len = 0` clears the last position (Python index −1), and a
 /// `text_len` beyond `T_l` clears nothing.
 ///
 /// # Shapes
 /// - text_mask: `[batch, T_l]`, x_mask: `[batch, T_x]`, text_len: `[batch]`
-/// - output: `[batch, T_l, T_x]`, true where attention is allowed
-fn allowed_pairs<B: Backend>(
+/// - returns the row factor `[batch, T_l, 1]` (1.0 where row `i` has at least one allowed
+///   column: `m_t'[b,i] = 1` and sample `b` has a frame, else 0.0) and the allowed columns
+///   `[batch, 1, T_x]` (`m_x > 0`)
+fn mask_factors<B: Backend>(
     text_mask: Tensor<B, 2>,
     x_mask: Tensor<B, 2>,
     text_len: Tensor<B, 1, Int>,
-) -> Tensor<B, 3, Bool> {
+) -> (Tensor<B, 3>, Tensor<B, 3, Bool>) {
     let [batch, t_l] = text_mask.dims();
     let device = text_mask.device();
     let positions = Tensor::<B, 1, Int>::arange(0..t_l as i64, &device).reshape([1, t_l]); // [1, T_l]
@@ -139,33 +145,13 @@ fn allowed_pairs<B: Backend>(
         .clone()
         .equal(sep)
         .bool_or(positions.equal_elem(0)); // [B, T_l]
-    let rows = text_mask.greater_elem(0.0).bool_and(special.bool_not()); // [B, T_l]
-    let cols = x_mask.greater_elem(0.0); // [B, T_x]
-    let t_x = cols.dims()[1];
-    rows.unsqueeze_dim::<3>(2)
-        .expand([batch, t_l, t_x])
-        .bool_and(cols.unsqueeze_dim::<3>(1).expand([batch, t_l, t_x])) // [B, T_l, T_x]
-}
-
-/// Softmax over the last axis restricted to the `allowed` entries; rows with no allowed entry
-/// become all-zero. The reference adds −1e9 to blocked scores and multiplies the probabilities
-/// by the mask, which gives the same numbers.
-///
-/// # Shapes
-/// - scores: `[..., N]`
-/// - allowed: broadcastable to the shape of scores (e.g. `[1, 1, N, N]` against `[B, H, N, N]`)
-/// - output: the shape of scores
-pub(crate) fn masked_softmax<B: Backend, const D: usize>(
-    scores: Tensor<B, D>,
-    allowed: Tensor<B, D, Bool>,
-) -> Tensor<B, D> {
-    let shape = scores.shape();
-    let row_empty = allowed.clone().any_dim(D - 1).bool_not(); // [..., 1]
-    // A finite fill (not −∞) keeps fully blocked rows free of NaN; blocked entries of other
-    // rows get exactly 0 from exp, and fully blocked rows are cleared below.
-    let blocked = allowed.bool_not().expand(shape.clone());
-    let probs = softmax(scores.mask_fill(blocked, f32::MIN), D - 1); // [..., N]
-    probs.mask_fill(row_empty.expand(shape), 0.0) // [..., N]
+    let columns = x_mask.greater_elem(0.0); // [B, T_x]
+    let has_frames = columns.clone().any_dim(1); // [B, 1]
+    let rows = text_mask
+        .greater_elem(0.0)
+        .bool_and(special.bool_not())
+        .bool_and(has_frames.expand([batch, t_l])); // [B, T_l]
+    (rows.float().unsqueeze_dim(2), columns.unsqueeze_dim(1))
 }
 
 #[cfg(test)]
@@ -249,16 +235,14 @@ mod tests {
     #[test]
     fn zero_text_len_clears_the_last_position_like_python() {
         let device = Default::default();
-        let allowed = allowed_pairs::<TB>(
+        let (rows, columns) = mask_factors::<TB>(
             Tensor::ones([1, 4], &device),
             Tensor::ones([1, 2], &device),
             Tensor::from_ints([0], &device),
         );
-        let rows: Vec<bool> = allowed
-            .any_dim(2)
-            .into_data()
-            .to_vec::<bool>()
-            .expect("bool data");
-        assert_eq!(rows, [false, true, true, false]);
+        let rows: Vec<f32> = rows.into_data().to_vec::<f32>().expect("float data");
+        assert_eq!(rows, [0.0, 1.0, 1.0, 0.0]);
+        let columns: Vec<bool> = columns.into_data().to_vec::<bool>().expect("bool data");
+        assert_eq!(columns, [true, true]);
     }
 }

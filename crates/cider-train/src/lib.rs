@@ -1,6 +1,7 @@
 //! Training and evaluation of CIDer (spec §6, §7.4, §8): the MSSD two-pass step, the training
 //! loop with validation-based selection, MACI inference and the missing-rate protocol.
 
+pub mod alloc;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
