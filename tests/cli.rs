@@ -263,9 +263,7 @@ fn eval_refuses_bad_rate_strings_with_one_line() {
 /// that pickle.
 fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
     use cider_data::synth::{Layout, SynthConfig, Variant, generate};
-    use cider_train::backend::SelectedAutodiff;
-    use cider_train::config::{DataConfig, FileData, TrainConfig};
-    use cider_train::trainer::Trainer;
+    use cider_train::config::{DataConfig, FileData};
 
     let data = generate(&SynthConfig {
         layout: Layout::MosiAligned,
@@ -280,13 +278,24 @@ fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
     let pickle = dir.join("tiny.pkl");
     cider_data::pickle_write::to_path(&data.to_pyvalue().unwrap(), &pickle).unwrap();
     let run = dir.join("run");
+    let data = DataConfig::File(FileData {
+        path: pickle.clone(),
+    });
+    train_tiny(&run, data);
+    (run, pickle)
+}
+
+/// Trains a tiny model (D 8, one layer, two heads) for one epoch into `run`.
+fn train_tiny(run: &Path, data: cider_train::config::DataConfig) {
+    use cider_train::backend::SelectedAutodiff;
+    use cider_train::config::TrainConfig;
+    use cider_train::trainer::Trainer;
+
     let mut config = TrainConfig {
-        out_dir: run.clone(),
+        out_dir: run.to_path_buf(),
         epochs: 1,
         batch_size: 16,
-        data: DataConfig::File(FileData {
-            path: pickle.clone(),
-        }),
+        data,
         ..TrainConfig::default()
     };
     config.model.embed_dim = 8;
@@ -297,7 +306,6 @@ fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
         .with_progress(false)
         .run(|_| {})
         .unwrap();
-    (run, pickle)
 }
 
 #[test]
@@ -440,6 +448,13 @@ fn eval_plot_and_infer_on_a_trained_run() {
         assert!(line["label"].as_u64().unwrap() < 3);
     }
 
+    // `--variant` belongs to runs on the built-in synthetic data.
+    let output = cider(&["eval", "--checkpoint", run_arg, "--variant", "iid"]);
+    assert_one_line_error(
+        &output,
+        &["--variant", "was trained on the file", "use --data"],
+    );
+
     // Raw text needs a BERT checkpoint: this one reads precomputed features.
     let npy = dir.path().join("frames.npy");
     let frames =
@@ -459,6 +474,49 @@ fn eval_plot_and_infer_on_a_trained_run() {
     assert_one_line_error(
         &output,
         &["precomputed text features", "raw text cannot be encoded"],
+    );
+}
+
+/// A run on the built-in synthetic data evaluates the test split of either variant; the
+/// default is the run's own variant, and the results name the variant evaluated.
+#[test]
+fn eval_variant_selects_the_synthetic_test_split() {
+    use cider_train::config::{DataConfig, SyntheticData};
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(
+        &run,
+        DataConfig::Synthetic(SyntheticData {
+            n_train: 48,
+            n_valid: 20,
+            n_test: 40,
+            ..SyntheticData::default()
+        }),
+    );
+    let eval = |out: &str, extra: &[&str]| -> Value {
+        let out = dir.path().join(out);
+        let mut args = vec!["eval", "--checkpoint", run.to_str().unwrap()];
+        args.extend_from_slice(&["--rates", "0,0.5", "--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let output = cider(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
+    };
+    let own = eval("own", &[]);
+    let ood = eval("ood", &["--variant", "ood"]);
+    let iid = eval("iid", &["--variant", "iid"]);
+    assert_eq!(own["config"]["variant"], "ood");
+    assert_eq!(own, ood);
+    assert_eq!(iid["config"]["variant"], "iid");
+    assert_ne!(iid["metrics"], ood["metrics"], "the two test splits differ");
+    assert_eq!(
+        iid["tau"], ood["tau"],
+        "τ comes from the shared validation split"
     );
 }
 

@@ -14,9 +14,10 @@ use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::bias::bias_words;
 use cider_data::dataset::{Dataset, Split};
 use cider_data::missing::DEFAULT_MISSING_SEED;
+use cider_data::synth::Variant;
 use cider_train::backend::Selected;
 use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
-use cider_train::config::TrainConfig;
+use cider_train::config::{DataConfig, TrainConfig};
 use cider_train::evaluate::{
     Debiasing, EVAL_BATCH_SIZE, EvalData, EvalError, EvalMode, ProtocolConfig, ProtocolResults,
     parse_rates, run_protocol,
@@ -92,41 +93,63 @@ impl From<DebiasingArg> for Debiasing {
     }
 }
 
+/// A synthetic-data variant, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantArg {
+    /// All splits drawn alike.
+    Iid,
+    /// The test split's label priors and shortcut words shifted.
+    Ood,
+}
+
+impl From<VariantArg> for Variant {
+    fn from(variant: VariantArg) -> Self {
+        match variant {
+            VariantArg::Iid => Variant::Iid,
+            VariantArg::Ood => Variant::Ood,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A run directory written by `cider train` (its `best/` model is evaluated), or a model
     /// directory holding `model.json` and `model.mpk`.
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// Missing mode.
     #[arg(long, value_enum, default_value = "rmfm")]
-    mode: ModeArg,
+    pub(crate) mode: ModeArg,
     /// Missing rates: `start:end:step` or a comma list, each in [0, 1], increasing.
     #[arg(long, default_value = "0:1:0.1")]
-    rates: String,
+    pub(crate) rates: String,
     /// Split to evaluate (`test`, `valid`; τ is always chosen on `valid`).
     #[arg(long, default_value = "test")]
-    split: String,
+    pub(crate) split: String,
     /// Which τ rule the printed table shows (results.json always holds both).
     #[arg(long, value_enum, default_value = "validation")]
-    tau: TauArg,
+    pub(crate) tau: TauArg,
     /// MACI debiasing or the plain prediction (default: maci, or no-maci for a model trained
     /// with the linear-head ablation).
     #[arg(long, value_enum)]
-    debiasing: Option<DebiasingArg>,
+    pub(crate) debiasing: Option<DebiasingArg>,
     /// Evaluate on another dataset file than the run's (e.g. cross-dataset); bias words and
     /// prototypes still come from the run's training split.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[arg(long, conflicts_with = "variant")]
+    pub(crate) data: Option<PathBuf>,
+    /// For a run on the built-in synthetic data: evaluate the test split of this variant of
+    /// the same generator (`iid` or `ood`; training and validation splits are the same in both).
+    #[arg(long, value_enum)]
+    pub(crate) variant: Option<VariantArg>,
     /// Samples per batch, in file order.
     #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     /// NumPy legacy seed of the evaluation masks.
     #[arg(long, default_value_t = DEFAULT_MISSING_SEED)]
-    seed: u32,
+    pub(crate) seed: u32,
     /// Output folder for results.json / results.csv (default: `<run>/eval-<mode>`).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 }
 
 /// A trained model with its run's configuration and data.
@@ -235,6 +258,12 @@ impl RunModel {
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), CliError> {
+    evaluate(args).map(|_| ())
+}
+
+/// Runs the protocol of `args`, prints its table and writes `results.json` / `results.csv`;
+/// returns the results and the path of `results.json`.
+pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError> {
     let mode = EvalMode::from(args.mode);
     let rates = if mode == EvalMode::Smm {
         Vec::new()
@@ -246,9 +275,10 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
     }
     let run = RunModel::open(&args.checkpoint)?;
     let train_data = run.config.data.load()?;
-    let evaluated_data = match &args.data {
-        Some(path) => Some(Dataset::from_path(path)?),
-        None => None,
+    let evaluated_data = match (&args.data, args.variant) {
+        (Some(path), _) => Some(Dataset::from_path(path)?),
+        (None, Some(variant)) => Some(synthetic_variant(&run, variant.into())?),
+        (None, None) => None,
     };
     let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
     let evaluated = evaluated_set.split(&args.split)?;
@@ -297,6 +327,15 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
     settings.insert("checkpoint".into(), path_value(&run.model_dir));
     settings.insert("split".into(), Value::from(args.split.clone()));
     settings.insert("data".into(), Value::from(evaluated_set.source.clone()));
+    let variant = match (&args.data, &run.config.data) {
+        (None, DataConfig::Synthetic(synthetic)) => {
+            Some(args.variant.map_or(synthetic.variant, Variant::from))
+        }
+        _ => None,
+    };
+    if let Some(variant) = variant {
+        settings.insert("variant".into(), Value::from(variant.name()));
+    }
     settings.insert("rates".into(), Value::from(args.rates.clone()));
     let train_config = serde_json::to_value(&run.config)
         .map_err(|e| CliError::Usage(format!("the run's configuration: {e}")))?;
@@ -309,7 +348,23 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
     let [json, csv] = file.write(&out)?;
     print_table(&results, args.tau.into());
     eprintln!("wrote {} and {}", json.display(), csv.display());
-    Ok(())
+    Ok((results, json))
+}
+
+/// The run's synthetic dataset drawn with another variant.
+fn synthetic_variant(run: &RunModel, variant: Variant) -> Result<Dataset, CliError> {
+    match &run.config.data {
+        DataConfig::Synthetic(synthetic) => {
+            let mut synthetic = synthetic.clone();
+            synthetic.variant = variant;
+            Ok(DataConfig::Synthetic(synthetic).load()?)
+        }
+        DataConfig::File(file) => Err(CliError::Usage(format!(
+            "--variant: the run {} was trained on the file {}, not on the synthetic data; use --data",
+            run.run_dir.display(),
+            file.path.display()
+        ))),
+    }
 }
 
 fn path_value(path: &Path) -> Value {
@@ -317,7 +372,7 @@ fn path_value(path: &Path) -> Value {
 }
 
 /// The per-point table of one τ rule, then the AUILC row.
-fn print_table(results: &ProtocolResults, rule: TauSelection) {
+pub fn print_table(results: &ProtocolResults, rule: TauSelection) {
     let metrics = Metric::for_task(results.task);
     let rule_name = match rule {
         TauSelection::Validation => format!("τ = {} (validation)", results.tau.value()),

@@ -9,9 +9,7 @@ use serde_json::json;
 
 use cider_causal::golden::{GoldenReport, GoldenStatus, check_golden};
 use cider_train::backend::{Selected, SelectedAutodiff};
-use cider_train::golden_step::{
-    STEP_TOLERANCE, StepCheckReport, TensorComparison, check_training_step,
-};
+use cider_train::golden_step::{STEP_TOLERANCE, StepCheckReport, check_training_step};
 
 use crate::error::CliError;
 
@@ -154,12 +152,7 @@ fn print_step(report: &StepCheckReport, tol: f64) {
     }
     for file in &report.files {
         // Each tensor's error in units of what it is allowed: tol · max|ref| + noise floor.
-        let ratio = |t: &TensorComparison| t.max_abs_error / (tol * t.scale + file.noise_floor);
-        let worst = file
-            .tensors
-            .iter()
-            .map(|t| (ratio(t), t))
-            .reduce(|a, b| if a.0.is_nan() || a.0 >= b.0 { a } else { b });
+        let worst = file.worst(tol).map(|t| (t.usage(tol, file.noise_floor), t));
         let failing = file
             .tensors
             .iter()

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod data;
+pub mod demo;
 pub mod eval;
 pub mod golden;
 pub mod infer;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use cider_train::backend::SelectedAutodiff;
 use cider_train::config::TrainConfig;
-use cider_train::trainer::{EpochRecord, Trainer};
+use cider_train::trainer::{EpochRecord, TrainSummary, Trainer};
 
 use crate::error::CliError;
 
@@ -100,9 +100,15 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
         Some(path) => TrainConfig::from_file(path, &overrides)?,
         None => TrainConfig::from_toml_str("", "default configuration", &overrides)?,
     };
-    let mut trainer = Trainer::<SelectedAutodiff>::open(config, Default::default(), args.resume)?
-        .with_progress(!args.quiet);
-    if !args.quiet {
+    train(config, args.resume, args.quiet).map(|_| ())
+}
+
+/// Trains (or resumes) a run with progress output unless `quiet`; prints the run directory and
+/// its best epoch.
+pub fn train(config: TrainConfig, resume: bool, quiet: bool) -> Result<TrainSummary, CliError> {
+    let mut trainer = Trainer::<SelectedAutodiff>::open(config, Default::default(), resume)?
+        .with_progress(!quiet);
+    if !quiet {
         let state = trainer.state();
         let what = if state.epoch > 0 {
             "resuming"
@@ -116,7 +122,6 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
             trainer.config().epochs
         );
     }
-    let quiet = args.quiet;
     let summary = trainer.run(|record| {
         if !quiet {
             eprintln!("{}", epoch_line(record));
@@ -144,5 +149,5 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
             summary.epochs
         ),
     }
-    Ok(())
+    Ok(summary)
 }

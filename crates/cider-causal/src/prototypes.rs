@@ -9,12 +9,15 @@
 
 use std::path::Path;
 
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use cider_data::dataset::{Split, Task};
 use cider_data::{ArrayData, NumpyArray};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CausalError;
 use crate::metrics::check_labels;
+use crate::model::Confounders;
 
 /// Largest allowed `|Σ priors − 1|` in a reference priors file (f32 rounding of `count/N`).
 const PRIOR_SUM_TOLERANCE: f64 = 1e-4;
@@ -78,6 +81,18 @@ impl Prototypes {
     /// Length of one prototype, `d_l + d_a + d_v`.
     pub fn feature_len(&self) -> usize {
         self.per_class.first().map_or(0, Vec::len)
+    }
+
+    /// The confounder input of the MCM for a batch (spec §7.2): every prototype `z_i` and prior
+    /// `P(z_i)` repeated for each sample, feats `[C, batch, F]`, probs `[batch, C]`.
+    pub fn confounders<B: Backend>(&self, batch: usize, device: &B::Device) -> Confounders<B> {
+        let (c, f) = (self.num_classes(), self.feature_len());
+        let feats = TensorData::new(self.per_class.concat(), [c, 1, f]);
+        let probs = TensorData::new(self.priors.clone(), [1, c]);
+        Confounders {
+            feats: Tensor::<B, 3>::from_data(feats, device).repeat_dim(1, batch), // [C, B, F]
+            probs: Tensor::<B, 2>::from_data(probs, device).repeat_dim(0, batch), // [B, C]
+        }
     }
 
     /// Prototypes and priors of a split (the training split, for training).

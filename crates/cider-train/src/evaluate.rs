@@ -17,12 +17,12 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use cider_causal::CausalError;
 use cider_causal::counterfactual::{CfOutputs, Tau, TauSelection, TauSweep};
 use cider_causal::metrics::{self, Metric, Metrics};
-use cider_causal::model::{Cider, Confounders};
+use cider_causal::model::Cider;
 use cider_causal::prototypes::Prototypes;
 use cider_data::DataError;
 use cider_data::batch::{Batch, Order, batch_indices, gather_rows};
@@ -335,7 +335,7 @@ pub fn predict<B: Backend>(
             vision: batch.vision_mask.clone(),
             text_len: batch.text_len.clone(),
         };
-        let conf = batch_confounders::<B>(confounders, indices.len(), device);
+        let conf = confounders.confounders::<B>(indices.len(), device);
         let factual = ViewInput {
             text: factual_text(model, &batch, &split.name)?,
             audio: batch.audio_m.clone(),
@@ -359,24 +359,6 @@ pub fn predict<B: Backend>(
         pred,
         cf_pred,
     })
-}
-
-/// The confounder of a batch: every `z_i` and `P(z_i)` repeated for each sample,
-/// feats `[C, batch, F]`, probs `[batch, C]`.
-fn batch_confounders<B: Backend>(
-    prototypes: &Prototypes,
-    batch: usize,
-    device: &B::Device,
-) -> Confounders<B> {
-    let (c, f) = (prototypes.num_classes(), prototypes.feature_len());
-    let feats: Vec<f32> = prototypes.per_class.concat();
-    let feats = Tensor::<B, 3>::from_data(TensorData::new(feats, [c, 1, f]), device);
-    let probs =
-        Tensor::<B, 2>::from_data(TensorData::new(prototypes.priors.clone(), [1, c]), device);
-    Confounders {
-        feats: feats.repeat_dim(1, batch), // [C, batch, F]
-        probs: probs.repeat_dim(0, batch), // [batch, C]
-    }
 }
 
 /// The factual text of a batch: `text_m` ids, or features with missing-token rows zeroed.
@@ -696,6 +678,7 @@ impl Sweep {
 #[cfg(test)]
 pub(crate) mod tests {
     use burn::backend::Flex;
+    use burn::tensor::TensorData;
     use cider_causal::model::CiderConfig;
     use cider_causal::prototypes::TextFeatures;
     use cider_data::bias::{BiasRule, bias_words};
@@ -906,7 +889,7 @@ pub(crate) mod tests {
                 },
                 text(counterfactual),
                 &masks,
-                &batch_confounders(&f.prototypes, 4, &device),
+                &f.prototypes.confounders(4, &device),
             )
             .unwrap();
         let want = to_f32(test.factual.pred).unwrap();
@@ -994,7 +977,7 @@ pub(crate) mod tests {
                 },
                 tokens(&cf),
                 &masks,
-                &batch_confounders(&prototypes, split.n, &device),
+                &prototypes.confounders(split.n, &device),
             )
             .unwrap();
         assert!(max_diff(&out.pred, &to_f32(test.factual.pred).unwrap()) < 1e-6);

@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
 use cider_causal::CausalError;
 use cider_causal::counterfactual::{CfOutputs, Tau, TauSelection, TauSweep};
 use cider_causal::metrics::{self, Metric, Metrics};
@@ -683,7 +682,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         for indices in &batches {
             let view = self.missing.view(train, indices, epoch as u64)?;
             let batch = Batch::<B>::new(train, indices, &view, None, labels, &self.device);
-            let confounders = confounders::<B>(&self.maci.prototypes, indices.len(), &self.device);
+            let confounders = self
+                .maci
+                .prototypes
+                .confounders::<B>(indices.len(), &self.device);
             let batch = mssd_batch(batch, bert, confounders, &train.name)?;
             let model = self.model.take().ok_or(TrainError::Poisoned)?;
             let (model, losses) = mssd_step(model, &mut self.optim, batch, &self.step)?;
@@ -877,22 +879,6 @@ impl EpochLosses {
     }
 }
 
-/// The training confounders of a batch (spec §7.2): prototype `z_i` and prior `P(z_i)` for
-/// every sample, feats `[C, batch, F]`, probs `[batch, C]`.
-fn confounders<B: Backend>(
-    prototypes: &Prototypes,
-    batch: usize,
-    device: &B::Device,
-) -> Confounders<B> {
-    let (c, f) = (prototypes.num_classes(), prototypes.feature_len());
-    let feats = TensorData::new(prototypes.per_class.concat(), [c, 1, f]);
-    let probs = TensorData::new(prototypes.priors.clone(), [1, c]);
-    Confounders {
-        feats: Tensor::<B, 3>::from_data(feats, device).repeat_dim(1, batch), // [C, B, F]
-        probs: Tensor::<B, 2>::from_data(probs, device).repeat_dim(0, batch), // [B, C]
-    }
-}
-
 /// A training [`Batch`] in the form of the MSSD step: token ids for BERT, or the precomputed
 /// features (missing view: missing tokens' rows zeroed).
 fn mssd_batch<B: Backend>(
@@ -959,6 +945,7 @@ mod tests {
 
     use burn::backend::{Autodiff, Flex};
     use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
     use cider_data::synth::{Layout, Variant};
 
     use super::*;
@@ -1247,7 +1234,7 @@ mod tests {
         let features = batch.text_features.clone().unwrap();
         let prototypes =
             Prototypes::from_split(train, config.task, TextFeatures::FromSplit).unwrap();
-        let conf = confounders::<Flex>(&prototypes, 3, &device);
+        let conf = prototypes.confounders::<Flex>(3, &device);
         assert_eq!(conf.feats.dims(), [3, 3, 768 + 5 + 20]);
         let out = mssd_batch(batch, false, conf, "train").unwrap();
         let TextInput::Features(missing) = out.missing.text else {
