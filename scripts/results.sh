@@ -4,7 +4,7 @@
 # each evaluated over the 11 missing rates on the IID and on the OOD test split; CIDer's OOD
 # test split also with τ fixed at 0. Then prints the tables of docs/results.md.
 #
-#   cargo build --release && scripts/results.sh            # ≈ 70 min on 2 cores
+#   cargo build --release && scripts/results.sh            # about an hour on 2 cores
 #   OUT=runs/results EPOCHS=6 SEEDS="1111 1112 1113" scripts/results.sh
 #
 # A finished run (its eval-ood/results.json exists) is not run again.
