@@ -16,6 +16,17 @@ fn cider(args: &[&str]) -> Output {
         .expect("the cider binary runs")
 }
 
+/// Runs `cider` and asserts that it succeeded (showing its stderr otherwise).
+fn cider_ok(args: &[&str]) -> Output {
+    let output = cider(args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 fn json_of(output: &Output) -> Value {
     assert!(
         output.status.success(),
@@ -151,7 +162,7 @@ fn mask_writes_the_reference_masks_of_the_fixtures() {
     for (layout, mode, rate, case) in cases {
         let dir = tempfile::tempdir().unwrap();
         let file = workspace().join(format!("testdata/mmsa/{layout}_50_tiny.pkl"));
-        let output = cider(&[
+        cider_ok(&[
             "data",
             "mask",
             file.to_str().unwrap(),
@@ -168,11 +179,6 @@ fn mask_writes_the_reference_masks_of_the_fixtures() {
             "--out",
             dir.path().to_str().unwrap(),
         ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         let reference = workspace().join(format!("testdata/masks/{layout}"));
         let read = |path: PathBuf| cider_data::npy::from_path(path).unwrap();
         for name in [
@@ -325,12 +331,7 @@ fn eval_plot_and_infer_on_a_trained_run() {
             out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let output = cider(&args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        cider_ok(&args);
         out
     };
     let a = eval("eval-a", &["--rates", "0:1:0.25"]);
@@ -378,7 +379,7 @@ fn eval_plot_and_infer_on_a_trained_run() {
 
     // Plot both evaluations with explicit labels.
     let plots = dir.path().join("plots");
-    let output = cider(&[
+    cider_ok(&[
         "plot",
         a.join("results.json").to_str().unwrap(),
         dir.path().join("eval-b/results.json").to_str().unwrap(),
@@ -387,11 +388,6 @@ fn eval_plot_and_infer_on_a_trained_run() {
         "--out",
         plots.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let svg = std::fs::read_to_string(plots.join("Non0_acc_2.svg")).unwrap();
     for needle in [
         "first (τ = ",
@@ -413,7 +409,7 @@ fn eval_plot_and_infer_on_a_trained_run() {
     assert_one_line_error(&wrong, &["--labels", "2 label(s) for 1 results file(s)"]);
 
     // Inference on every test sample: one JSON line each, probabilities summing to 1.
-    let output = cider(&[
+    let output = cider_ok(&[
         "infer",
         "--checkpoint",
         run_arg,
@@ -421,11 +417,6 @@ fn eval_plot_and_infer_on_a_trained_run() {
         pickle.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -499,12 +490,7 @@ fn eval_variant_selects_the_synthetic_test_split() {
         let mut args = vec!["eval", "--checkpoint", run.to_str().unwrap()];
         args.extend_from_slice(&["--rates", "0,0.5", "--out", out.to_str().unwrap()]);
         args.extend_from_slice(extra);
-        let output = cider(&args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        cider_ok(&args);
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
     };
     let own = eval("own", &[]);
@@ -599,7 +585,7 @@ fn infer_encodes_raw_text_with_the_run_tokenizer() {
     let (audio_path, audio) = write("audio.npy", 7, d_a);
     let (vision_path, vision) = write("vision.npy", 50, d_v);
     let text = "I loved the movie!";
-    let output = cider(&[
+    let output = cider_ok(&[
         "infer",
         "--checkpoint",
         run.to_str().unwrap(),
@@ -613,11 +599,6 @@ fn infer_encodes_raw_text_with_the_run_tokenizer() {
         "0.5",
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("50 frames"), "truncation note: {stderr}");
     let line: Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -18,9 +18,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
-use cider_bench::{TextMode, mssd_batch, random_inputs, reference_model};
+use burn::tensor::backend::AutodiffBackend;
+use cider_bench::{BenchInputs, TextMode, mssd_batch, random_inputs, reference_model};
+use cider_causal::model::Cider;
 use cider_data::synth::Layout;
-use cider_train::backend::{NAME, Selected, SelectedAutodiff};
+use cider_train::backend::{NAME, SelectedAutodiff};
 use cider_train::mssd::{MssdConfig, mssd_step};
 use cider_train::optim::CiderAdamConfig;
 use criterion::{
@@ -44,6 +46,20 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     group
 }
 
+/// The reference model in eval mode (built through autodiff, as training would, then
+/// `valid()`) and one batch of random inputs.
+fn eval_setup<B: AutodiffBackend>(
+    layout: Layout,
+    text: TextMode,
+    batch: usize,
+    device: &B::Device,
+) -> (Cider<B::InnerBackend>, BenchInputs<B::InnerBackend>) {
+    let model = reference_model::<B>(layout, text, device)
+        .expect("reference configuration is valid")
+        .valid();
+    (model, random_inputs(layout, text, batch, device))
+}
+
 fn forward(c: &mut Criterion) {
     let device = Default::default();
     let mut group = group(c, "forward");
@@ -51,10 +67,8 @@ fn forward(c: &mut Criterion) {
         for layout in LAYOUTS {
             for batch in BATCHES {
                 group.bench_function(id(layout, batch, text), |b| {
-                    let model = reference_model::<SelectedAutodiff>(layout, text, &device)
-                        .expect("reference configuration is valid")
-                        .valid();
-                    let inputs = random_inputs::<Selected>(layout, text, batch, &device);
+                    let (model, inputs) =
+                        eval_setup::<SelectedAutodiff>(layout, text, batch, &device);
                     b.iter(|| {
                         let (out, _) = model
                             .forward_view(inputs.view.clone(), &inputs.masks, &inputs.confounders)
@@ -76,10 +90,7 @@ fn test_pass(c: &mut Criterion) {
         for batch in BATCHES {
             let text = TextMode::Precomputed;
             group.bench_function(id(layout, batch, text), |b| {
-                let model = reference_model::<SelectedAutodiff>(layout, text, &device)
-                    .expect("reference configuration is valid")
-                    .valid();
-                let inputs = random_inputs::<Selected>(layout, text, batch, &device);
+                let (model, inputs) = eval_setup::<SelectedAutodiff>(layout, text, batch, &device);
                 b.iter(|| {
                     let out = model
                         .test(
