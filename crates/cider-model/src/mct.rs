@@ -1,4 +1,4 @@
-//! MCT, the Multimodal Composite Transformer (spec §5.5): a pre-LayerNorm transformer over the
+//! MCT, the Multimodal Composite Transformer (docs/method.md §5.5): a pre-LayerNorm transformer over the
 //! fused sequence `Z = [G_l ; G_a ; G_v]` (`3L` tokens) whose attention, the Multimodal
 //! Composite Attention (MCA), runs seven masked branches, one per non-empty modality subset.
 
@@ -62,7 +62,7 @@ pub struct McaConfig {
     pub attn_dropout: f64,
 }
 
-/// Multimodal Composite Attention (spec §5.5, steps 1-6): self-attention with `q = k = v = x`.
+/// Multimodal Composite Attention (docs/method.md §5.5, steps 1-6): self-attention with `q = k = v = x`.
 #[derive(Module, Debug)]
 pub struct Mca<B: Backend> {
     /// Packed input projection: `Linear(D → 3D)`, columns `[q | k | v]`.
@@ -85,7 +85,7 @@ pub struct Mca<B: Backend> {
 
 impl McaConfig {
     /// Initialises a [`Mca`] (Xavier-uniform in-projection and branch projections with zero
-    /// biases; PyTorch-default `s_*` and `final_out_proj`, spec §5.11).
+    /// biases; PyTorch-default `s_*` and `final_out_proj`, docs/method.md §5.11).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mca<B> {
         let d = self.d_model;
         Mca {
@@ -275,8 +275,13 @@ impl<B: Backend> Mca<B> {
 }
 
 /// The per-column-block products of the MCA: `Y_j = E_j V_j` and the row sums `Σ_t E_j`, for
-/// every row `R = (b, h, r)`, from one matmul of `E` with `V` laid out block-diagonally and the
-/// block indicators appended: `V'[j·L + t] = [0 … V_j[t] … 0 | e_j]`.
+/// every row `R = (b, h, r)`. The products come from one matmul of `E` with `V` laid out
+/// block-diagonally, `V'[j·L + t] = [0 … V_j[t] … 0]`; the sums from a reduction of `E` over
+/// each block.
+///
+/// The sums are not appended to `V'` as indicator columns and sliced back out of the matmul
+/// output: on wgpu (Burn 0.21, CubeCL 0.10, fusion on) a narrow of a narrow of that fused
+/// matmul's output read the wrong columns (docs/performance.md, "Backends").
 ///
 /// # Shapes
 /// - exp `E`: `[B, H, 3L, 3 (j), L]`
@@ -285,32 +290,28 @@ impl<B: Backend> Mca<B> {
 fn block_products<B: Backend>(exp: Tensor<B, 5>, v: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
     let [batch, heads, n, _, l] = exp.dims();
     let hd = v.dims()[3];
+    let rows = batch * heads * n;
     let device = exp.device();
     let v_blocks = v.reshape([batch, heads, 3, l, hd]); // [B, H, 3, L, hd]
     let zeros = |width: usize| Tensor::<B, 5>::zeros([batch, heads, 1, l, width], &device);
-    let rows = (0..3)
+    let diagonal_rows = (0..3)
         .map(|j| {
             let parts = [
                 zeros(j * hd),
                 v_blocks.clone().narrow(2, j, 1), // [B, H, 1, L, hd]
-                zeros((2 - j) * hd + j),
-                Tensor::ones([batch, heads, 1, l, 1], &device),
-                zeros(2 - j),
+                zeros((2 - j) * hd),
             ];
             let parts = parts.into_iter().filter(|p| p.dims()[4] > 0).collect();
-            Tensor::cat(parts, 4) // [B, H, 1, L, 3hd + 3]
+            Tensor::cat(parts, 4) // [B, H, 1, L, 3hd]
         })
         .collect();
-    let v_diagonal = Tensor::cat(rows, 2).reshape([batch, heads, n, 3 * hd + 3]);
-    let out = exp
+    let v_diagonal = Tensor::cat(diagonal_rows, 2).reshape([batch, heads, n, 3 * hd]);
+    let sums = exp.clone().sum_dim(4).reshape([rows, 3]); // [R, 3]
+    let products = exp
         .reshape([batch, heads, n, n])
         .matmul(v_diagonal)
-        .reshape([batch * heads * n, 3 * hd + 3]); // [R, 3hd + 3]
-    let products = out
-        .clone()
-        .narrow(1, 0, 3 * hd)
-        .reshape([batch * heads * n, 3, hd]);
-    (products, out.narrow(1, 3 * hd, 3))
+        .reshape([rows, 3, hd]); // [R, 3, hd]
+    (products, sums)
 }
 
 /// Configuration of an [`MctLayer`].
@@ -351,7 +352,7 @@ pub struct MctLayer<B: Backend> {
 }
 
 impl MctLayerConfig {
-    /// Initialises an [`MctLayer`] (Xavier-uniform `fc1`/`fc2` with zero biases, spec §5.11).
+    /// Initialises an [`MctLayer`] (Xavier-uniform `fc1`/`fc2` with zero biases, docs/method.md §5.11).
     pub fn init<B: Backend>(&self, device: &B::Device) -> MctLayer<B> {
         let d = self.d_model;
         MctLayer {
@@ -639,7 +640,7 @@ mod tests {
         mca
     }
 
-    /// A loop-by-loop formulation of spec §5.5 in f64: for each of the seven subsets `U`, rows
+    /// A loop-by-loop formulation of docs/method.md §5.5 in f64: for each of the seven subsets `U`, rows
     /// in `U` take a softmax over the columns in `U` and rows outside give a zero vector before
     /// `Linear_U`; each modality's rows are summarised from the four subsets that contain it.
     /// `lav_dropout` = (keep mask `[batch, H, 3L, 3L]`, keep probability) multiplies the `LAV`
@@ -912,7 +913,7 @@ mod tests {
     }
 
     /// Each modality's four summarised branches are exactly the subsets containing it, in the
-    /// spec's concatenation order (§5.5 step 5: `[LAV ; LA ; LV ; L]`, `[LAV ; LA ; AV ; A]`,
+    /// concatenation order of docs/method.md §5.5 ( step 5: `[LAV ; LA ; LV ; L]`, `[LAV ; LA ; AV ; A]`,
     /// `[LAV ; LV ; AV ; V]`), and `LAV` is the full subset.
     #[test]
     fn summary_branches_are_the_subsets_containing_each_modality() {

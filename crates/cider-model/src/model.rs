@@ -1,4 +1,4 @@
-//! The CIDer network up to the joint representation `r` (spec §5.0-§5.7), plus the
+//! The CIDer network up to the joint representation `r` (docs/method.md §5.0-§5.7), plus the
 //! reconstruction decoders (§5.9). The causal classifier (MCM) and the pass outputs of §5.10
 //! live in `cider-causal`, which wraps this network.
 
@@ -80,7 +80,7 @@ pub struct ViewInput<B: Backend> {
 }
 
 /// The original input masks and text lengths; every pass uses these, never the missing masks
-/// (spec §5.10).
+/// (docs/method.md §5.10).
 #[derive(Debug, Clone)]
 pub struct InputMasks<B: Backend> {
     /// Text mask `m_t` `[batch, T_l]` (the attention-mask row).
@@ -146,7 +146,7 @@ pub struct CiderNetwork<B: Backend> {
 }
 
 impl NetworkConfig {
-    /// Builds the network with the initialisation of spec §5.11.
+    /// Builds the network with the initialisation of docs/method.md §5.11.
     ///
     /// # Errors
     /// [`ModelError::Config`] when [`NetworkConfig::validate`] fails.
@@ -199,7 +199,7 @@ impl NetworkConfig {
 }
 
 impl<B: Backend> CiderNetwork<B> {
-    /// One forward pass (`forward_once` of spec §5.0 without the classifier).
+    /// One forward pass (`forward_once` of docs/method.md §5.0 without the classifier).
     ///
     /// # Shapes
     /// - view: text `[batch, T_l]` tokens or `[batch, T_l, d_l]` features, audio
@@ -259,7 +259,7 @@ impl<B: Backend> CiderNetwork<B> {
         })
     }
 
-    /// Reconstructs the inputs from a pass's MCT output (spec §5.9).
+    /// Reconstructs the inputs from a pass's MCT output (docs/method.md §5.9).
     pub fn reconstruct(&self, fused: &MctOutput<B>) -> Reconstruction<B> {
         self.decoders.forward(
             fused.text.clone(),
@@ -350,7 +350,7 @@ impl<B: Backend> CiderNetwork<B> {
     }
 }
 
-/// Runs a GRU over every step from a zero state (spec §5.4, PyTorch's equations):
+/// Runs a GRU over every step from a zero state (docs/method.md §5.4, PyTorch's equations):
 /// `r = σ(x W_ir + b_ir + h W_hr + b_hr)`, `z = σ(x W_iz + b_iz + h W_hz + b_hz)`,
 /// `n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
 ///
@@ -363,7 +363,7 @@ impl<B: Backend> CiderNetwork<B> {
 /// # Shapes
 /// - x: `[batch, T, D]`
 /// - output: every hidden state, `[batch, T, D]`
-fn gru_sequence<B: Backend>(gru: &Gru<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn gru_sequence<B: Backend>(gru: &Gru<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, steps, _] = x.dims();
     let d = gru.d_hidden;
     let device = x.device();
@@ -535,7 +535,7 @@ mod tests {
         got.3.assert_approx_eq::<f32>(&want.3, tol);
     }
 
-    /// GRU weights and biases `U(±1/sqrt(D))` (spec §5.11).
+    /// GRU weights and biases `U(±1/sqrt(D))` (docs/method.md §5.11).
     #[test]
     fn gru_init_range() {
         let network = config(Alignment::Aligned)
