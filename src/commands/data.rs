@@ -54,7 +54,7 @@ pub struct SynthArgs {
     out: PathBuf,
 }
 
-/// Evaluation missing modes (spec §3.3).
+/// Evaluation missing modes (docs/method.md §3.3).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ModeArg {
     /// One rate over all valid positions of all modalities.

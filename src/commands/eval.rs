@@ -1,4 +1,4 @@
-//! `cider eval --checkpoint RUN`: the robustness protocol of spec §8.2 on a trained model:
+//! `cider eval --checkpoint RUN`: the robustness protocol of docs/method.md §8.2 on a trained model:
 //! every missing rate of a grid (or the SMM subsets), MACI with τ chosen on the validation
 //! split and with the reference's oracle τ, AUILC; writes `results.json` and `results.csv`.
 
@@ -45,7 +45,7 @@ impl From<TauArg> for TauSelection {
     }
 }
 
-/// Evaluation missing modes (spec §3.3).
+/// Evaluation missing modes (docs/method.md §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
     /// Each valid position of every modality missing with the rate (default).
@@ -210,7 +210,7 @@ impl RunModel {
         })
     }
 
-    /// The bias words (spec §4.1) and training prototypes and priors (spec §7.2) saved with
+    /// The bias words (docs/method.md §4.1) and training prototypes and priors (docs/method.md §7.2) saved with
     /// the model in `maci.json`; without that file, computed from the training split (`train`,
     /// or the run's data read here) with the run's bias-word threshold and rule.
     pub fn maci_parts(&self, train: Option<&Split>) -> Result<(Vec<u32>, Prototypes), CliError> {

@@ -1,5 +1,5 @@
 //! `cider train --config FILE.toml [--set KEY=VALUE]… [--resume]`: MSSD training with
-//! validation-based selection (spec §6); writes the run directory (checkpoints, `best/`,
+//! validation-based selection (docs/method.md §6); writes the run directory (checkpoints, `best/`,
 //! `metrics.csv`, `metrics.json`, the resolved `config.toml`) and prints its path.
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use crate::error::CliError;
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// TOML configuration (keys in docs/configuration.md; all optional). Without it, the
-    /// defaults: the synthetic MOSI-aligned dataset, spec §9 hyper-parameters.
+    /// defaults: the synthetic MOSI-aligned dataset, docs/method.md §9 hyper-parameters.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override one key, e.g. `--set model.num_heads=4` or `--set data.variant=iid`

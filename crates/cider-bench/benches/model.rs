@@ -5,7 +5,7 @@
 //! - `<backend>/forward/…`: one complete-view forward in eval mode (the reference harness's
 //!   inference batch, `forward_once`);
 //! - `<backend>/test_pass/…`: the test pass, factual and counterfactual views;
-//! - `<backend>/mssd_step/…`: one MSSD training step (spec §6.1: both passes, both backward
+//! - `<backend>/mssd_step/…`: one MSSD training step (docs/method.md §6.1: both passes, both backward
 //!   passes, both Adam updates).
 //!
 //! Run: `cargo bench -p cider-bench --bench model` (ids start with the backend name); select

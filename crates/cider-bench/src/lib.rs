@@ -27,7 +27,7 @@ pub enum TextMode {
     /// MMSA's 768-d precomputed features (no BERT).
     Precomputed,
     /// A `bert-base-uncased`-shaped encoder with random weights, fine-tuned with the network
-    /// (the reference setup, spec §5.1).
+    /// (the reference setup, docs/method.md §5.1).
     BertBase,
     /// The same encoder frozen (no gradient, no update), as the reference harness's "frozen"
     /// variant.
@@ -65,7 +65,7 @@ impl TextMode {
     }
 }
 
-/// The reference's default configuration (spec §9.3: D 32, 3 MCT layers, 8 heads) for a
+/// The reference's default configuration (docs/method.md §9.3: D 32, 3 MCT layers, 8 heads) for a
 /// layout, 3 classes.
 pub fn reference_config(layout: Layout, text: TextMode) -> CiderConfig {
     let Dims {

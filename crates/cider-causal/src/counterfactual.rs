@@ -1,9 +1,9 @@
-//! Counterfactual debiasing at inference (spec §7.4) and the choice of τ (spec §11 item 3).
+//! Counterfactual debiasing at inference (docs/method.md §7.4) and the choice of τ (docs/method.md §11.3).
 //!
 //! For each sample, with `ℓ` the log-probabilities of the factual input and `ℓ_cf` those of the
 //! counterfactual input (only bias words left in the text), the debiased scores are
 //! `s_τ = ℓ − τ·ℓ_cf` for τ on the grid {0.0, 0.1, …, 3.0}; τ = 0 is the plain MCM prediction.
-//! Metrics (spec §8.1) are computed from `s_τ` for every τ, then τ is chosen by a
+//! Metrics (docs/method.md §8.1) are computed from `s_τ` for every τ, then τ is chosen by a
 //! [`TauSelection`].
 
 use cider_data::dataset::Task;
@@ -167,7 +167,7 @@ impl TauSweep {
     }
 }
 
-/// How τ is chosen (spec §11 item 3).
+/// How τ is chosen (docs/method.md §11.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TauSelection {

@@ -1,4 +1,4 @@
-//! MACI (spec §7): the multimodal causal classifier (MCM), prototypes and priors, and
+//! MACI (docs/method.md §7): the multimodal causal classifier (MCM), prototypes and priors, and
 //! counterfactual inference.
 
 pub mod counterfactual;

@@ -1,4 +1,4 @@
-//! MCM, the Multimodal Causal Module (spec §5.8): CIDer's classifier, a backdoor adjustment
+//! MCM, the Multimodal Causal Module (docs/method.md §5.8): CIDer's classifier, a backdoor adjustment
 //! over `C` class confounders `z_i` (class prototypes) with prior `P(z_i)`:
 //!
 //! `p(y | do(x)) = Σ_i P(z_i) · softmax(W_i [r ; φ_l(z_i^l) ; φ_a(z_i^a) ; φ_v(z_i^v)])`,

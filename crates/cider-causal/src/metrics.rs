@@ -1,4 +1,4 @@
-//! Classification metrics of spec §8.1 and the AUILC of spec §8.2.
+//! Classification metrics of docs/method.md §8.1 and the AUILC of docs/method.md §8.2.
 //!
 //! Scores are row-major `[N, C]` (log-probabilities, or the debiased `s_τ` of §7.4), labels are
 //! `[N]`. Class decisions are argmaxes with ties going to the first index (as NumPy's `argmax`).
@@ -17,7 +17,7 @@ use crate::error::CausalError;
 /// The 3-way label of a neutral sample in the binary task (0 negative, 1 neutral, 2 positive).
 const NEUTRAL: u8 = 1;
 
-/// One metric of spec §8.1; its serde and display name is the reference's key.
+/// One metric of docs/method.md §8.1; its serde and display name is the reference's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Metric {
     /// Binary task, samples with a non-neutral label, argmax over all 3 columns (headline).
@@ -147,7 +147,7 @@ impl Metrics {
     }
 
     /// The per-metric maximum over several sets of metrics of the same task (the oracle of
-    /// spec §7.4); `None` when `all` is empty or mixes tasks.
+    /// docs/method.md §7.4); `None` when `all` is empty or mixes tasks.
     pub fn elementwise_max(all: &[Metrics]) -> Option<Metrics> {
         let first = all.first()?;
         if all.iter().any(|m| m.task != first.task) {
@@ -177,7 +177,7 @@ impl Serialize for Metrics {
     }
 }
 
-/// All metrics of a task (spec §8.1) from scores `[N, C]` (row-major) and labels `[N]`.
+/// All metrics of a task (docs/method.md §8.1) from scores `[N, C]` (row-major) and labels `[N]`.
 ///
 /// Binary task (`C = 3`): `Acc_3`/`F1_score_3` over all samples; `Has0_*` with the argmax over
 /// columns {0, 2} against "label is negative → 0, else 1"; `Non0_*` over the samples whose label
@@ -339,7 +339,7 @@ fn check_pair(truth: &[u8], pred: &[u8]) -> Result<(), CausalError> {
     Ok(())
 }
 
-/// AUILC (spec §8.2): the area under a metric-vs-missing-rate curve by the trapezoid rule,
+/// AUILC (docs/method.md §8.2): the area under a metric-vs-missing-rate curve by the trapezoid rule,
 /// `Σ_k (m(p_k) + m(p_{k+1})) / 2 · (p_{k+1} − p_k)`.
 ///
 /// `rates` must be finite and strictly increasing (typically 0.0, 0.1, …, 1.0), `values` finite

@@ -1,5 +1,5 @@
 //! The complete CIDer model: the network of `cider-model` (up to the joint representation `r`
-//! and the decoders) followed by the MCM, with the forward passes of spec §5.10 and the import
+//! and the decoders) followed by the MCM, with the forward passes of docs/method.md §5.10 and the import
 //! of a reference `state_dict`.
 
 use std::path::Path;
@@ -23,7 +23,7 @@ use crate::mcm::{ConfounderNorm, Mcm, McmConfig, load_reference_mcm};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Classifier {
-    /// CIDer: the MCM (spec §5.8), a backdoor adjustment over the class confounders.
+    /// CIDer: the MCM (docs/method.md §5.8), a backdoor adjustment over the class confounders.
     #[default]
     Maci,
     /// The ablation without MACI: `log_softmax(W r + b)`, `W: Linear(3D → C)`; the confounders
@@ -55,7 +55,7 @@ impl CiderConfig {
             .with_confounder_norm(self.confounder_norm)
     }
 
-    /// Builds the model with the initialisation of spec §5.11.
+    /// Builds the model with the initialisation of docs/method.md §5.11.
     ///
     /// # Errors
     /// [`ModelError::Config`] for an invalid network configuration or `num_classes` = 0.
@@ -76,7 +76,7 @@ impl CiderConfig {
     }
 }
 
-/// The class confounders of a batch (spec §5.8, §7.2).
+/// The class confounders of a batch (docs/method.md §5.8, §7.2).
 #[derive(Debug, Clone)]
 pub struct Confounders<B: Backend> {
     /// Prototypes `z_i` for every sample: `[C, batch, d_l + d_a + d_v]`.
@@ -310,7 +310,7 @@ mod tests {
 
     type TB = Flex;
 
-    /// `(name, d_a, d_v, T_l, T_a, T_v, aligned, C, layers, cross-dataset, spec §10 total)`.
+    /// `(name, d_a, d_v, T_l, T_a, T_v, aligned, C, layers, cross-dataset, docs/method.md §10 total)`.
     #[allow(clippy::type_complexity)]
     const SPEC_COUNTS: [(
         &str,
@@ -559,7 +559,7 @@ mod tests {
             .join("../../testdata/torch-golden/mosi-unaligned-small")
     }
 
-    /// Spec §5.10's shapes for `B = 4`, MOSI unaligned binary, `H = 8` (precomputed text).
+    /// docs/method.md §5.10's shapes for `B = 4`, MOSI unaligned binary, `H = 8` (precomputed text).
     #[test]
     fn pass_output_shapes() {
         let device = FlexDevice;

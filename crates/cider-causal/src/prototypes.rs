@@ -1,4 +1,4 @@
-//! The confounder of MACI's backdoor adjustment (spec §7.2): class prototypes `z_i` and class
+//! The confounder of MACI's backdoor adjustment (docs/method.md §7.2): class prototypes `z_i` and class
 //! priors `P(z_i)`.
 //!
 //! Prototype of class `i` = mean over the split's class-`i` samples of each modality's features
@@ -83,7 +83,7 @@ impl Prototypes {
         self.per_class.first().map_or(0, Vec::len)
     }
 
-    /// The confounder input of the MCM for a batch (spec §7.2): every prototype `z_i` and prior
+    /// The confounder input of the MCM for a batch (docs/method.md §7.2): every prototype `z_i` and prior
     /// `P(z_i)` repeated for each sample, feats `[C, batch, F]`, probs `[batch, C]`.
     pub fn confounders<B: Backend>(&self, batch: usize, device: &B::Device) -> Confounders<B> {
         let (c, f) = (self.num_classes(), self.feature_len());
@@ -166,7 +166,7 @@ impl Prototypes {
         Self::new(per_class, priors)
     }
 
-    /// The test-time confounder (spec §7.2): every `z_i` replaced by the unweighted mean of the
+    /// The test-time confounder (docs/method.md §7.2): every `z_i` replaced by the unweighted mean of the
     /// `C` prototypes, priors uniform `1/C`.
     pub fn collapsed(&self) -> Prototypes {
         let classes = self.num_classes();
@@ -199,7 +199,7 @@ impl Prototypes {
     }
 }
 
-/// Which prototypes the valid/test splits use (spec §7.2, §11 item 4). Priors are `1/C` in
+/// Which prototypes the valid/test splits use (docs/method.md §7.2, §11 item 4). Priors are `1/C` in
 /// both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,4 +1,4 @@
-//! Batches of Burn tensors (spec §2.6) and seeded shuffling.
+//! Batches of Burn tensors (docs/method.md §2.6) and seeded shuffling.
 //!
 //! A batch holds, for the samples it was built from, the complete inputs, the missing-view
 //! inputs of a [`MissingView`] and, for evaluation, the counterfactual text ids. Masks are 0/1
@@ -22,7 +22,7 @@ pub struct Batch<B: Backend> {
     pub text_ids: Tensor<B, 2, Int>,
     /// Token ids after simulated missingness (missing → `[UNK]`) `[B, T_l]`.
     pub text_m_ids: Tensor<B, 2, Int>,
-    /// Counterfactual token ids (spec §4.2) `[B, T_l]`, for evaluation batches.
+    /// Counterfactual token ids (docs/method.md §4.2) `[B, T_l]`, for evaluation batches.
     pub text_cf_ids: Option<Tensor<B, 2, Int>>,
     /// Token-type ids `[B, T_l]`.
     pub text_segment: Tensor<B, 2, Int>,
@@ -197,7 +197,7 @@ fn rows_prefix(lengths: &[usize], indices: &[usize], t: usize) -> Vec<u8> {
 /// How a split is cut into batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// File order (evaluation; matters for the reference's batch-indexed positions, spec §11.1).
+    /// File order (evaluation; matters for the reference's batch-indexed positions, docs/method.md §11.1).
     Sequential,
     /// A fresh permutation per epoch, from `(seed, epoch)`.
     Shuffled { seed: u64 },

@@ -1,4 +1,4 @@
-//! Bias words and fine-grained counterfactual text (spec §4), the data side of MACI.
+//! Bias words and fine-grained counterfactual text (docs/method.md §4), the data side of MACI.
 //!
 //! Bias words are the frequent tokens whose per-class counts in the training split vary most
 //! across classes (coefficient of variation `cv ≥ 0.1`): label "shortcuts". The counterfactual
@@ -10,14 +10,14 @@ use std::collections::{HashMap, HashSet};
 use crate::dataset::{Split, Task, special};
 use crate::error::DataError;
 
-/// Number of bias words kept by default (`bias_thresh`, spec §4.1).
+/// Number of bias words kept by default (`bias_thresh`, docs/method.md §4.1).
 pub const DEFAULT_BIAS_THRESH: usize = 100;
 
 /// Smallest coefficient of variation of a bias word.
 const MIN_CV: f32 = 0.1;
 
 /// What to do, in the binary task, with a token never seen in a negative or positive sample
-/// (its `cv` is `0/0`; spec §4.1 step 2, §11 item 10).
+/// (its `cv` is `0/0`; docs/method.md §4.1 step 2, §11 item 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BiasRule {
@@ -52,7 +52,7 @@ fn numpy_std_mean(counts: &[f32]) -> (f32, f32) {
     (var.sqrt(), mean)
 }
 
-/// The bias-word dictionary of a training split (spec §4.1), in dictionary order: tokens of
+/// The bias-word dictionary of a training split (docs/method.md §4.1), in dictionary order: tokens of
 /// the complete text ids (specials {0, 100, 101, 102, 103} skipped) counted per occurrence and
 /// per class of `task`; `cv` over the class counts (binary: negative and positive only, i.e.
 /// `|c_0 − c_2| / (c_0 + c_2)`; seven: `std(c_0..c_6) / mean`); tokens with `cv ≥ 0.1` sorted
@@ -145,7 +145,7 @@ pub fn bias_words(
         .collect())
 }
 
-/// Fine-grained counterfactual text (spec §4.2) from the missing-view ids `text_m_ids`
+/// Fine-grained counterfactual text (docs/method.md §4.2) from the missing-view ids `text_m_ids`
 /// (`[N, T_l]`, flat): special ids and bias words are kept, every other id becomes `[MASK]`
 /// (103). Same shape as the input.
 pub fn counterfactual_ids(text_m_ids: &[u32], bias: &[u32]) -> Vec<u32> {

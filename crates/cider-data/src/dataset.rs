@@ -1,13 +1,13 @@
-//! MMSA-layout datasets (spec §2): splits, derived lengths and masks, and labels.
+//! MMSA-layout datasets (docs/method.md §2): splits, derived lengths and masks, and labels.
 //!
-//! A file holds a dict `{"train", "valid", "test"}`, each a dict of arrays (spec §2.2). We keep
+//! A file holds a dict `{"train", "valid", "test"}`, each a dict of arrays (docs/method.md §2.2). We keep
 //! every array flat and in C order next to its dimensions, validate all of them on load, and
 //! derive the 3-way and 7-way labels from the score.
 
 use crate::error::DataError;
 use crate::value::{ArrayData, NumpyArray, PyValue};
 
-/// Special WordPiece ids of `bert-base-uncased` (spec §2.2).
+/// Special WordPiece ids of `bert-base-uncased` (docs/method.md §2.2).
 pub mod special {
     /// `[PAD]`
     pub const PAD: u32 = 0;
@@ -26,7 +26,7 @@ pub mod special {
 /// Names of the three splits, in file order.
 pub const SPLIT_NAMES: [&str; 3] = ["train", "valid", "test"];
 
-/// Sequence lengths and feature sizes of a dataset layout (spec §2.1).
+/// Sequence lengths and feature sizes of a dataset layout (docs/method.md §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dims {
     /// Size `d_l` of precomputed text features (BERT hidden size; 768 for MMSA files).
@@ -43,7 +43,7 @@ pub struct Dims {
     pub d_v: usize,
 }
 
-/// Which label a task trains on (spec §2.4).
+/// Which label a task trains on (docs/method.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
@@ -220,7 +220,7 @@ impl Dataset {
         Self::from_pyvalue(value, &source)
     }
 
-    /// Builds a dataset from an unpickled MMSA dict `{"train", "valid", "test"}` (spec §2.2).
+    /// Builds a dataset from an unpickled MMSA dict `{"train", "valid", "test"}` (docs/method.md §2.2).
     ///
     /// Unaligned files are recognised by their `audio_lengths` key. `-inf` audio values become 0
     /// (counted in [`Split::audio_nonfinite`]); any other non-finite feature is an error.
@@ -300,7 +300,7 @@ impl Dataset {
             })
     }
 
-    /// The dataset as an MMSA-layout Python dict, ready for `pickle_write` (spec §2.2): `text_bert`
+    /// The dataset as an MMSA-layout Python dict, ready for `pickle_write` (docs/method.md §2.2): `text_bert`
     /// float64 `[N, 3, T_l]`, `audio`/`vision` float32, `audio_lengths`/`vision_lengths` (unaligned
     /// only), `regression_labels` float32, `classification_labels` float64, `raw_text`, `id`, and
     /// `text` when present.

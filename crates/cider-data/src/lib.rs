@@ -1,4 +1,4 @@
-//! Data for CIDer (spec §2–§4): pure-Rust readers for MMSA / CIDer files (pickle, joblib,
+//! Data for CIDer (docs/method.md §2–§4): pure-Rust readers for MMSA / CIDer files (pickle, joblib,
 //! `.npy` / `.npz`), datasets and labels, missing-modality simulation, bias words and
 //! counterfactual text, the built-in synthetic dataset, and batching into Burn tensors.
 //!

@@ -1,15 +1,15 @@
-//! Missing-modality simulation (spec §3): which tokens and frames a sample loses, and the
+//! Missing-modality simulation (docs/method.md §3): which tokens and frames a sample loses, and the
 //! missing view built from it.
 //!
 //! Masks are bytes, 1 = present ("kept"), 0 = missing or padding; a missing mask is always
-//! inside its input mask. Common rules (spec §3.1): a missing token becomes `[UNK]` (100), a
+//! inside its input mask. Common rules (docs/method.md §3.1): a missing token becomes `[UNK]` (100), a
 //! missing frame becomes all zeros, and `[CLS]` (position 0) and `[SEP]` (position
 //! `text_len − 1`) are never missing.
 //!
-//! * Evaluation ([`eval_view`], spec §3.3): one draw for the whole split from NumPy's legacy
+//! * Evaluation ([`eval_view`], docs/method.md §3.3): one draw for the whole split from NumPy's legacy
 //!   MT19937 seeded with 1111 (reset before every generation), consuming exactly the arrays the
 //!   reference draws, in its order, so the masks equal the reference's.
-//! * Training ([`TrainMissing`], spec §3.2): every valid position of every modality is kept
+//! * Training ([`TrainMissing`], docs/method.md §3.2): every valid position of every modality is kept
 //!   with probability ½, freshly for every fetch, yet reproducible from
 //!   `(seed, epoch, sample index)`, so batching and shuffling never change a sample's mask.
 
@@ -20,10 +20,10 @@ use crate::dataset::{Dims, Split, special};
 use crate::error::DataError;
 use crate::mt19937::Mt19937;
 
-/// The reference's evaluation seed (`np.random.seed(1111)`, spec §3.3).
+/// The reference's evaluation seed (`np.random.seed(1111)`, docs/method.md §3.3).
 pub const DEFAULT_MISSING_SEED: u32 = 1111;
 
-/// Evaluation-time missing modes (spec §3.3). Rates are probabilities of *missing*, in [0, 1].
+/// Evaluation-time missing modes (docs/method.md §3.3). Rates are probabilities of *missing*, in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EvalMissing {
     /// `RMFM` (the paper's; default): each valid position of `[text; audio; vision]` is
@@ -81,7 +81,7 @@ impl EvalMissing {
     }
 }
 
-/// The seven SMM subsets (spec §3.3): the name lists the *present* modalities, the rates are
+/// The seven SMM subsets (docs/method.md §3.3): the name lists the *present* modalities, the rates are
 /// the `RMFM_same` missing rates `(p_t, p_a, p_v)`, 0 for present and 1 for absent ones.
 /// Order: T, A, V, TA, TV, AV, TAV.
 pub fn smm_rates() -> [(&'static str, [f64; 3]); 7] {
@@ -96,7 +96,7 @@ pub fn smm_rates() -> [(&'static str, [f64; 3]); 7] {
     ]
 }
 
-/// Missing masks and the missing-view inputs of `n` samples (spec §3.1). Row `r` of every
+/// Missing masks and the missing-view inputs of `n` samples (docs/method.md §3.1). Row `r` of every
 /// array belongs to the `r`-th requested sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MissingView {
@@ -295,7 +295,7 @@ fn check_indices(split: &Split, indices: &[usize]) -> Result<(), DataError> {
 }
 
 /// The text length used to place `[SEP]`: the index of the first 0 of the input mask, or `T_l`
-/// when there is none (spec §2.3; equals `text_len` for prefix masks).
+/// when there is none (docs/method.md §2.3; equals `text_len` for prefix masks).
 fn text_input_len(text_mask: &[u8]) -> usize {
     text_mask
         .iter()
@@ -322,7 +322,7 @@ fn fill_row(out: &mut [u8], valid: impl Fn(usize) -> bool, keep: &mut impl FnMut
 }
 
 /// True when audio and vision share the text's time axis and lengths (the aligned layout,
-/// spec §2.3), which TMFM and STMFM require.
+/// docs/method.md §2.3), which TMFM and STMFM require.
 fn is_aligned(split: &Split) -> bool {
     let d = split.dims;
     d.t_a == d.t_l
@@ -331,7 +331,7 @@ fn is_aligned(split: &Split) -> bool {
         && split.vision_len == split.text_len
 }
 
-/// Evaluation masks and missing view of a whole split (spec §3.3), from NumPy's legacy MT19937
+/// Evaluation masks and missing view of a whole split (docs/method.md §3.3), from NumPy's legacy MT19937
 /// seeded with `seed` (the reference uses [`DEFAULT_MISSING_SEED`]). Draws exactly the arrays
 /// of the mode, in the reference's order, and compares `u > p` in f64, so the result equals
 /// the reference's; masks for one mode are nested across rates.
@@ -462,7 +462,7 @@ pub fn eval_view(split: &Split, mode: EvalMissing, seed: u32) -> Result<MissingV
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainRng {
-    /// The reference's draws (spec §3.2) from NumPy's legacy MT19937: a rate `r_j ~ U(0,1)`
+    /// The reference's draws (docs/method.md §3.2) from NumPy's legacy MT19937: a rate `r_j ~ U(0,1)`
     /// for every position of `[T_l + T_a + T_v]`, then `u_j ~ U(0,1)`, keep iff `u_j > r_j`.
     /// The generator is seeded per fetch as `np.random.seed([seed_lo, seed_hi, epoch_lo,
     /// epoch_hi, index_lo, index_hi])` (32-bit words), so results can be checked with NumPy;
@@ -475,7 +475,7 @@ pub enum TrainRng {
     Fast,
 }
 
-/// Training-time missingness (spec §3.2): i.i.d. Bernoulli(½) keep of every valid position of
+/// Training-time missingness (docs/method.md §3.2): i.i.d. Bernoulli(½) keep of every valid position of
 /// all three modalities, `[CLS]`/`[SEP]` always kept. A sample's mask depends only on
 /// `(seed, epoch, sample index)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -673,7 +673,7 @@ mod tests {
         toy_split([10, 10, 10], &text_len, &text_len, &text_len)
     }
 
-    /// Every invariant of spec §3.1 for a view of samples `indices`.
+    /// Every invariant of docs/method.md §3.1 for a view of samples `indices`.
     fn check_rules(split: &Split, indices: &[usize], v: &MissingView) {
         let Dims {
             t_l,

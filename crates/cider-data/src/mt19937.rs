@@ -1,6 +1,6 @@
 //! NumPy's legacy global RNG (`np.random.seed` / `RandomState`), reproduced bit for bit.
 //!
-//! The reference seeds `np.random.seed(1111)` before generating evaluation masks (spec §3.3,
+//! The reference seeds `np.random.seed(1111)` before generating evaluation masks (docs/method.md §3.3,
 //! §12), so exact masks need exactly NumPy's generator: MT19937, its two seedings
 //! (`seed(int)` → `init_genrand`, `seed(array)` → `init_by_array`), 53-bit `random_sample`
 //! doubles, and the masked-rejection `randint` that `RandomState` keeps for backward
@@ -187,7 +187,7 @@ impl Mt19937 {
 mod tests {
     use super::*;
 
-    /// Spec §3.3 test vector:
+    /// docs/method.md §3.3 test vector:
     /// `np.random.seed(1111); np.random.uniform(size=6).tolist()`.
     #[test]
     fn seed_1111_uniforms_match_spec() {

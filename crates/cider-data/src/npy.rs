@@ -736,7 +736,7 @@ mod tests {
                     match array.data() {
                         // Missing masks are 0/1.
                         ArrayData::U8(v) => assert!(v.iter().all(|&m| m <= 1), "{case} {key}"),
-                        // [CLS] (101) is never masked (spec §3).
+                        // [CLS] (101) is never masked (docs/method.md §3).
                         ArrayData::I64(ids) => {
                             assert!(
                                 ids.chunks(shape[1]).all(|row| row[0] == 101),

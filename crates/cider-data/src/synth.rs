@@ -1,4 +1,4 @@
-//! The built-in synthetic dataset (spec §1, §2, §4, §2.5): an MMSA-layout [`Dataset`] generated
+//! The built-in synthetic dataset (docs/method.md §1, §2, §4, §2.5): an MMSA-layout [`Dataset`] generated
 //! from a seed, with a known generative model, so that the whole toolkit runs without
 //! downloading MOSI / MOSEI. The model is documented with its formulas in
 //! `docs/synthetic-data.md`; in short:
@@ -28,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{Dataset, Dims, Split, seven_way_label, special, three_way_label};
 use crate::error::DataError;
 
-/// MMSA feature layouts of MOSI and MOSEI (spec §2.1; cross-dataset CASP layouts are not
+/// MMSA feature layouts of MOSI and MOSEI (docs/method.md §2.1; cross-dataset CASP layouts are not
 /// synthesised).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,7 +75,7 @@ impl Layout {
         matches!(self, Layout::MosiAligned | Layout::MoseiAligned)
     }
 
-    /// Sequence lengths and feature sizes (spec §2.1 table).
+    /// Sequence lengths and feature sizes (docs/method.md §2.1 table).
     pub fn dims(self) -> Dims {
         let t_l = 50;
         let (d_a, d_v, t_a, t_v) = match self {
@@ -115,7 +115,7 @@ impl FromStr for Layout {
     }
 }
 
-/// Distribution variant (spec §2.5): which splits share the training statistics.
+/// Distribution variant (docs/method.md §2.5): which splits share the training statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
@@ -332,7 +332,7 @@ impl Default for SynthConfig {
 }
 
 impl SynthConfig {
-    /// The defaults with MOSI's split sizes, 1284 / 229 / 686 (spec §2.2).
+    /// The defaults with MOSI's split sizes, 1284 / 229 / 686 (docs/method.md §2.2).
     pub fn mosi_size() -> Self {
         SynthConfig {
             n_train: 1284,
@@ -1023,7 +1023,7 @@ mod tests {
         split.label3.iter().filter(|&&l| l == class).count() as f64 / split.n as f64
     }
 
-    /// Sizes from the spec §2.1 table.
+    /// Sizes from docs/method.md §2.1 table.
     #[test]
     fn layouts_have_the_spec_dims_and_parse_by_name() {
         let expected = [

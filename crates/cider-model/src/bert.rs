@@ -1,4 +1,4 @@
-//! The BERT text encoder (spec §5.1): HuggingFace `BertModel` without its pooler, written as
+//! The BERT text encoder (docs/method.md §5.1): HuggingFace `BertModel` without its pooler, written as
 //! plain Burn modules so that HuggingFace key names map one to one onto fields.
 //!
 //! CIDer feeds it the MMSA `text_bert` rows (ids, attention mask, segment ids), each `[B, T_l]`,
@@ -32,7 +32,7 @@ use crate::weights::{WeightFile, WeightLoader};
 pub struct BertConfig {
     /// Word-piece vocabulary size (`vocab_size`; 30,522 for `bert-base-uncased`).
     pub vocab_size: usize,
-    /// Width of every hidden state, `d_l` in the spec (`hidden_size`; 768).
+    /// Width of every hidden state, `d_l` in docs/method.md (`hidden_size`; 768).
     pub hidden_size: usize,
     /// Number of encoder layers (`num_hidden_layers`; 12).
     pub num_hidden_layers: usize,
@@ -63,7 +63,7 @@ pub struct BertConfig {
 }
 
 impl BertConfig {
-    /// The `bert-base-uncased` architecture (spec §5.1) with its dropouts of 0.1.
+    /// The `bert-base-uncased` architecture (docs/method.md §5.1) with its dropouts of 0.1.
     pub fn bert_base_uncased() -> Self {
         Self::new(30_522, 768, 12, 12, 3072, 512)
     }
@@ -197,7 +197,7 @@ impl BertConfig {
     }
 
     /// Parameters of HuggingFace's `BertModel` including its unused pooler (`h² + h`): the
-    /// number the reference prints (spec §10: 109,482,240 for `bert-base-uncased`).
+    /// number the reference prints (docs/method.md §10: 109,482,240 for `bert-base-uncased`).
     pub fn num_params_with_pooler(&self) -> usize {
         self.num_params() + self.hidden_size * self.hidden_size + self.hidden_size
     }

@@ -1,4 +1,4 @@
-//! Configuration of the CIDer network (spec §5, defaults from §9).
+//! Configuration of the CIDer network (docs/method.md §5, defaults from §9).
 //!
 //! [`NetworkConfig`] describes everything up to the joint representation `r` and the
 //! reconstruction decoders; the causal classifier (MCM) is configured in `cider-causal`.
@@ -8,7 +8,7 @@ use burn::config::Config;
 use crate::ModelError;
 use crate::bert::BertConfig;
 
-/// Whether audio and vision come word-aligned to the text (spec §2.3, §5.3).
+/// Whether audio and vision come word-aligned to the text (docs/method.md §2.3, §5.3).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Alignment {
     /// `T_a = T_v = T_l`: WSAM is skipped (`S_a = P_a`, `S_v = P_v`) but still holds parameters.
@@ -17,7 +17,7 @@ pub enum Alignment {
     Unaligned,
 }
 
-/// The positional term added to the MCT input (spec §5.5, §11 item 1).
+/// The positional term added to the MCT input (docs/method.md §5.5, §11 item 1).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum PositionalMode {
     /// Reference behaviour (parity): `pe[b]`, the table row of the sample's index inside the
@@ -27,7 +27,7 @@ pub enum PositionalMode {
     TimeIndex,
 }
 
-/// Which text encoder produces `X_l (B, T_l, d_l)` (spec §5.1).
+/// Which text encoder produces `X_l (B, T_l, d_l)` (docs/method.md §5.1).
 #[derive(Config, Debug)]
 pub enum TextEncoderConfig {
     /// A BERT fine-tuned with the rest of the network (the reference setup).
@@ -36,7 +36,7 @@ pub enum TextEncoderConfig {
     Precomputed,
 }
 
-/// Hyper-parameters of the CIDer network (spec §5; defaults are the single-run set of §9.3).
+/// Hyper-parameters of the CIDer network (docs/method.md §5; defaults are the single-run set of §9.3).
 #[derive(Config, Debug)]
 pub struct NetworkConfig {
     /// `d_l`: width of the text features (768 for BERT-base; the BERT hidden size).
@@ -65,7 +65,7 @@ pub struct NetworkConfig {
     /// Dropout on the attention probabilities of the full `LAV` MCT branch only.
     #[config(default = 0.0)]
     pub attn_dropout: f64,
-    /// Dropout inside the residual projection that forms `r` (spec §5.7).
+    /// Dropout inside the residual projection that forms `r` (docs/method.md §5.7).
     #[config(default = 0.3)]
     pub out_dropout: f64,
     /// Dropout after the positional term of the MCT.

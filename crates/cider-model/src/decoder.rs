@@ -1,4 +1,4 @@
-//! Reconstruction decoders of the missing view (spec §5.9): they map the MCT output segments
+//! Reconstruction decoders of the missing view (docs/method.md §5.9): they map the MCT output segments
 //! back to the raw input shapes and serve only the reconstruction loss.
 
 use burn::config::Config;

@@ -1,5 +1,5 @@
 //! Loading a HuggingFace BERT folder (what `BertModel.from_pretrained(dir)` reads; the
-//! reference's "bert_en" folder, spec §5.1): `config.json`, the weights (`model.safetensors`,
+//! reference's "bert_en" folder, docs/method.md §5.1): `config.json`, the weights (`model.safetensors`,
 //! else `pytorch_model.bin`) and the tokenizer (`tokenizer.json`, else `vocab.txt`).
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The CIDer network in Burn (spec §5): BERT text encoder, WSAM, GRU encoders, MCT, pooling,
+//! The CIDer network in Burn (docs/method.md §5): BERT text encoder, WSAM, GRU encoders, MCT, pooling,
 //! reconstruction decoders, MSSD losses and weight import.
 
 pub mod bert;

@@ -1,4 +1,4 @@
-//! The MSSD losses (spec §6.2): the task loss and the three self-distillation terms that pull
+//! The MSSD losses (docs/method.md §6.2): the task loss and the three self-distillation terms that pull
 //! the missing view (student) towards the complete view (teacher, always stop-gradient).
 //!
 //! | term | formula |
@@ -85,7 +85,7 @@ pub fn joint_rep_loss<B: Backend>(student: Tensor<B, 2>, teacher: Tensor<B, 2>) 
 
 /// The attention-map loss `KL_attn = (1/(B·H)) Σ_{n,i,j} P (log P − log Q)` with
 /// `P = softmax_j(S)` (teacher, detached here) and `log Q = log_softmax_j(S_m)`: PyTorch's
-/// `kl_div(log Q, P, reduction="batchmean")`. No padding mask (spec §11 item 7).
+/// `kl_div(log Q, P, reduction="batchmean")`. No padding mask (docs/method.md §11.7).
 ///
 /// # Shapes
 /// - student `S_m`, teacher `S`: raw scores `[batch·H, 3L, 3L]`

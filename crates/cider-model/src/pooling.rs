@@ -1,4 +1,4 @@
-//! NaiveAttention pooling (spec §5.6): one learned score per time step, softmax over all `L`
+//! NaiveAttention pooling (docs/method.md §5.6): one learned score per time step, softmax over all `L`
 //! steps (padding included), weighted sum of the steps.
 
 use burn::config::Config;

@@ -1,5 +1,5 @@
-//! The two projections of CIDer: the per-time-step temporal projections (spec §5.2) and the
-//! residual projection that forms the joint representation `r` (spec §5.7).
+//! The two projections of CIDer: the per-time-step temporal projections (docs/method.md §5.2) and the
+//! residual projection that forms the joint representation `r` (docs/method.md §5.7).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -59,7 +59,7 @@ pub struct ResidualProjectionConfig {
     pub dropout: f64,
 }
 
-/// The projection residual of spec §5.7:
+/// The projection residual of docs/method.md §5.7:
 /// `r = h + proj2(Dropout(ReLU(proj1(h))))` with `proj1, proj2: Linear(3D → 3D)`.
 #[derive(Module, Debug)]
 pub struct ResidualProjection<B: Backend> {

@@ -1,4 +1,4 @@
-//! WordPiece tokenisation of raw text into the MMSA `text_bert` rows (spec §2.2, §5.1): word-
+//! WordPiece tokenisation of raw text into the MMSA `text_bert` rows (docs/method.md §2.2, §5.1): word-
 //! piece ids, attention mask and segment ids, each `T_l` long, as the MMSA feature extractor
 //! makes them with a HuggingFace BERT tokenizer (`[CLS] … [SEP]`, truncated on the right to
 //! `T_l`, padded on the right with `[PAD]`).

@@ -1,4 +1,4 @@
-//! WSAM, the Word-level Self-aligned Attention Module (spec §5.3; the reference's
+//! WSAM, the Word-level Self-aligned Attention Module (docs/method.md §5.3; the reference's
 //! `CompressedMultiheadAttention`): maps an unaligned audio or vision sequence onto the text
 //! length `T_l` with one masked attention head whose queries are the projected words.
 
@@ -33,7 +33,7 @@ pub struct Wsam<B: Backend> {
 
 impl WsamConfig {
     /// Initialises a [`Wsam`]: Xavier-uniform weights over the packed `[3D, D]` input matrix and
-    /// the output matrix, zero biases (spec §5.11).
+    /// the output matrix, zero biases (docs/method.md §5.11).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Wsam<B> {
         let d = self.d_model;
         Wsam {

@@ -1,5 +1,5 @@
-//! The training configuration (spec §6.3, §9): one TOML file, every key optional, defaults from
-//! spec §9.1 and the single-run set of §9.3 (MOSI, D 32, 3 MCT layers, 8 heads, λ_rep 0.5,
+//! The training configuration (docs/method.md §6.3, §9): one TOML file, every key optional, defaults from
+//! docs/method.md §9.1 and the single-run set of §9.3 (MOSI, D 32, 3 MCT layers, 8 heads, λ_rep 0.5,
 //! λ_attn 0.1, λ_rec 0.6, batch 128, lr 1e-3, 200 epochs, patience 10, seed 1111).
 //!
 //! ```toml
@@ -73,7 +73,7 @@ pub enum ConfigError {
     },
 }
 
-/// Which split chooses the best epoch (spec §6.4, §11 item 2).
+/// Which split chooses the best epoch (docs/method.md §6.4, §11 item 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Selection {
     /// Clean: the validation split's headline metric (MACI, missing rate 0).
@@ -158,7 +158,7 @@ mod names {
     }
 }
 
-/// The positional term of the MCT (spec §11 item 1).
+/// The positional term of the MCT (docs/method.md §11.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Positional {
@@ -178,7 +178,7 @@ impl From<Positional> for PositionalMode {
     }
 }
 
-/// Where `X_l` comes from (spec §5.1).
+/// Where `X_l` comes from (docs/method.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TextEncoder {
@@ -365,7 +365,7 @@ impl DataConfig {
     }
 }
 
-/// `[model]`: the network (spec §5, §9). Sizes of the data (`T_l`, `d_a`, …) come from the
+/// `[model]`: the network (docs/method.md §5, §9). Sizes of the data (`T_l`, `d_a`, …) come from the
 /// dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -415,7 +415,7 @@ impl Default for ModelConfig {
     }
 }
 
-/// `[loss]`: spec §6.2.
+/// `[loss]`: docs/method.md §6.2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
@@ -445,7 +445,7 @@ impl Default for LossConfig {
     }
 }
 
-/// `[optim]`: Adam (β 0.9 / 0.999, ε 1e-8, coupled weight decay; spec §6.3).
+/// `[optim]`: Adam (β 0.9 / 0.999, ε 1e-8, coupled weight decay; docs/method.md §6.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
@@ -467,7 +467,7 @@ impl Default for OptimConfig {
     }
 }
 
-/// `[maci]`: the classifier and the inference-time debiasing (spec §4, §7).
+/// `[maci]`: the classifier and the inference-time debiasing (docs/method.md §4, §7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaciConfig {

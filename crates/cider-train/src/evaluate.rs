@@ -1,8 +1,8 @@
-//! MACI inference and the robustness protocol (spec §7.4, §8.2, §11 item 3).
+//! MACI inference and the robustness protocol (docs/method.md §7.4, §8.2, §11 item 3).
 //!
 //! * [`predict`] runs a model over a split in file order, batches of 128 (the batch-indexed
-//!   positional term makes this matter, spec §11 item 1): `ℓ = pred_m` for the missing view and
-//!   `ℓ_cf = cf_pred_m` for its counterfactual (text keeps only bias words, spec §4.2).
+//!   positional term makes this matter, docs/method.md §11.1): `ℓ = pred_m` for the missing view and
+//!   `ℓ_cf = cf_pred_m` for its counterfactual (text keeps only bias words, docs/method.md §4.2).
 //! * [`run_protocol`] evaluates a split at every missing rate of a grid (or at the seven SMM
 //!   subsets): seed-1111 evaluation masks per point, factual and counterfactual passes, the
 //!   metrics of `s_τ = ℓ − τ·ℓ_cf` for every τ. Two τ rules are reported side by side:
@@ -33,7 +33,7 @@ use cider_model::ModelError;
 use cider_model::model::{InputMasks, TextEncoder, TextInput, ViewInput};
 use serde::{Deserialize, Serialize};
 
-/// Evaluation batch size of the reference (spec §8.2), in file order.
+/// Evaluation batch size of the reference (docs/method.md §8.2), in file order.
 pub const EVAL_BATCH_SIZE: usize = 128;
 
 /// Most points a rate grid may have (a guard against `0:1:1e-9`).
@@ -84,7 +84,7 @@ impl EvalError {
     }
 }
 
-/// The evaluation-time missing modes (spec §3.3) as protocol choices. Every mode but
+/// The evaluation-time missing modes (docs/method.md §3.3) as protocol choices. Every mode but
 /// [`EvalMode::Smm`] is evaluated over a grid of rates `p`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvalMode {
@@ -159,7 +159,7 @@ impl FromStr for EvalMode {
     }
 }
 
-/// Whether MACI's counterfactual debiasing is applied (spec §7.4).
+/// Whether MACI's counterfactual debiasing is applied (docs/method.md §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Debiasing {
@@ -275,8 +275,8 @@ pub struct Predictions {
 /// Runs `model` over every sample of `split` in file order, `batch_size` samples a batch.
 ///
 /// `view` is the split's missing view (all `N` rows, from [`eval_view`]); `cf_ids` are the
-/// counterfactual token ids `[N, T_l]` (spec §4.2), or `None` for the factual pass only;
-/// `confounders` are the split's test-time prototypes and priors (spec §7.2), the same for every
+/// counterfactual token ids `[N, T_l]` (docs/method.md §4.2), or `None` for the factual pass only;
+/// `confounders` are the split's test-time prototypes and priors (docs/method.md §7.2), the same for every
 /// sample. The text goes to the model as its encoder takes it: token ids `text_m` / `text_cf`
 /// for BERT; for precomputed features, `X_l` with the rows of missing tokens zeroed (factual)
 /// or with every row zeroed whose counterfactual id differs from the original id (hidden
@@ -438,15 +438,15 @@ pub struct EvalData<'a> {
     pub valid: &'a Split,
     /// The evaluated split (normally test).
     pub evaluated: &'a Split,
-    /// Bias-word ids of the training split (spec §4.1), for the counterfactual text.
+    /// Bias-word ids of the training split (docs/method.md §4.1), for the counterfactual text.
     pub bias_words: &'a [u32],
-    /// Test-time prototypes and priors of the validation split (spec §7.2).
+    /// Test-time prototypes and priors of the validation split (docs/method.md §7.2).
     pub valid_prototypes: &'a Prototypes,
     /// Test-time prototypes and priors of the evaluated split.
     pub prototypes: &'a Prototypes,
 }
 
-/// The settings of one protocol run (spec §8.2).
+/// The settings of one protocol run (docs/method.md §8.2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtocolConfig {
     /// Missing mode.
@@ -542,7 +542,7 @@ impl ProtocolResults {
             .collect()
     }
 
-    /// AUILC (spec §8.2) of a metric under a τ rule: the trapezoid area under its curve over
+    /// AUILC (docs/method.md §8.2) of a metric under a τ rule: the trapezoid area under its curve over
     /// the rates. `None` for SMM, a single rate, or a metric of another task.
     pub fn auilc(&self, metric: Metric, rule: TauSelection) -> Option<f64> {
         let rates = self.rates();
@@ -553,7 +553,7 @@ impl ProtocolResults {
     }
 }
 
-/// Runs the evaluation protocol of spec §8.2 on `data.evaluated`.
+/// Runs the evaluation protocol of docs/method.md §8.2 on `data.evaluated`.
 ///
 /// 1. τ: under [`Debiasing::Maci`], the validation split at rate 0 (complete data, seed
 ///    `config.seed`) goes through the factual and counterfactual passes, and τ is the one of
@@ -903,7 +903,7 @@ pub(crate) mod tests {
     }
 
     /// With the corrected time-indexed positions a sample's output does not depend on its
-    /// batch; with the reference's batch-indexed positions it does (spec §11 item 1).
+    /// batch; with the reference's batch-indexed positions it does (docs/method.md §11.1).
     #[test]
     fn batch_size_matters_only_with_batch_indexed_positions() {
         let f = Fixture::new(PositionalMode::TimeIndex);
@@ -1012,7 +1012,7 @@ pub(crate) mod tests {
         assert!(run(&no_text, &cf, 128).contains("no `text` array"));
     }
 
-    /// AUILC by the closed form of spec §8.2 for 11 evenly spaced rates:
+    /// AUILC by the closed form of docs/method.md §8.2 for 11 evenly spaced rates:
     /// `0.1·(Σ m − (m_0 + m_10)/2)`.
     fn closed_form_auilc(values: &[f64]) -> f64 {
         0.1 * (values.iter().sum::<f64>() - (values[0] + values[10]) / 2.0)

@@ -1,4 +1,4 @@
-//! Training and evaluation of CIDer (spec §6, §7.4, §8): the MSSD two-pass step, the training
+//! Training and evaluation of CIDer (docs/method.md §6, §7.4, §8): the MSSD two-pass step, the training
 //! loop with validation-based selection, MACI inference and the missing-rate protocol.
 
 pub mod alloc;

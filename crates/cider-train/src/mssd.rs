@@ -1,11 +1,11 @@
-//! MSSD, Model-Specific Self-Distillation: the training step of spec §6.1.
+//! MSSD, Model-Specific Self-Distillation: the training step of docs/method.md §6.1.
 //!
 //! ```text
 //! out   = model_θ0(complete view)                      L_1 = NLL(pred, y)
 //! g1    = ∇L_1(θ0);  θ1 = Adam(θ0, g1)
 //! out_m = model_θ1(missing view)
 //! L_2   = NLL_m + λ_rep·L_rep + λ_attn·KL_attn + λ_rec·(R_t + R_a + R_v)
-//! g2    = ∇L_2(θ1);  θ2 = Adam(θ1, g1 + g2)           (gradients accumulate, spec §11 item 6)
+//! g2    = ∇L_2(θ1);  θ2 = Adam(θ1, g1 + g2)           (gradients accumulate, docs/method.md §11.6)
 //! ```
 //!
 //! The teacher quantities (`joint_rep`, `attn`, the text encoder output `text_for_recon`) come
@@ -30,14 +30,14 @@ use crate::optim::GroupedAdam;
 /// Whether the missing view is distilled from the complete view (ablation switch).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Distillation {
-    /// The two-pass MSSD step of spec §6.1 (the reference).
+    /// The two-pass MSSD step of docs/method.md §6.1 (the reference).
     Mssd,
     /// Ablation: one pass on the missing (RMFM-masked) view with the task loss only, and one
     /// optimiser step; no complete-view pass and no distillation losses.
     None,
 }
 
-/// Loss weights and switches of the MSSD step (spec §6.2; defaults from §9.3).
+/// Loss weights and switches of the MSSD step (docs/method.md §6.2; defaults from §9.3).
 #[derive(Config, Debug)]
 pub struct MssdConfig {
     /// `λ_rep`, weight of the joint-representation loss (reference `--joint_rep_weight`).
@@ -140,7 +140,7 @@ pub struct StepGradients {
     pub accumulated: Option<GradientsParams>,
 }
 
-/// One training step (spec §6.1): two Adam updates with MSSD, one without distillation.
+/// One training step (docs/method.md §6.1): two Adam updates with MSSD, one without distillation.
 ///
 /// Returns the updated model and the losses. Dropout is active (autodiff backend).
 ///
@@ -175,7 +175,7 @@ pub fn mssd_step_with_gradients<B: AutodiffBackend>(
     Ok((model, losses, gradients))
 }
 
-/// The step's losses without any update (validation loss, spec §6.4): both passes at the same
+/// The step's losses without any update (validation loss, docs/method.md §6.4): both passes at the same
 /// parameters, or the single missing-view pass without distillation.
 ///
 /// # Errors
@@ -628,7 +628,7 @@ mod tests {
         times.out
     }
 
-    /// Spec §12 test 10: MSSD steps Adam twice; the decoders, which have no gradient in the
+    /// docs/method.md §12 test 10: MSSD steps Adam twice; the decoders, which have no gradient in the
     /// complete pass, only once. Without distillation: one step, decoders untouched. The
     /// losses add up to `L_2` with the configured weights.
     #[test]

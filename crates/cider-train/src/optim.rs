@@ -1,4 +1,4 @@
-//! CIDer's optimiser (spec §6.3, §12): `torch.optim.Adam` (β = 0.9 / 0.999, ε = 1e-8, coupled L2
+//! CIDer's optimiser (docs/method.md §6.3, §12): `torch.optim.Adam` (β = 0.9 / 0.999, ε = 1e-8, coupled L2
 //! weight decay, i.e. `g ← g + λ·θ` before the moments) over three parameter groups:
 //!
 //! | group | parameters | lr | weight decay |
@@ -23,7 +23,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::HashMap;
 
-/// One of the three parameter groups of spec §6.3.
+/// One of the three parameter groups of docs/method.md §6.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamGroup {
     /// BERT parameters whose reference name contains neither "bias" nor "LayerNorm": embedding
@@ -67,7 +67,7 @@ pub fn cider_param_group(path: &[String]) -> ParamGroup {
     }
 }
 
-/// Hyper-parameters of the CIDer optimiser (spec §6.3, §9.1 defaults).
+/// Hyper-parameters of the CIDer optimiser (docs/method.md §6.3, §9.1 defaults).
 #[derive(Config, Debug)]
 pub struct CiderAdamConfig {
     /// Learning rate of every non-BERT parameter (reference `--lr`).
@@ -97,7 +97,7 @@ type GroupAdam<M, B> = OptimizerAdaptor<Adam, M, B>;
 /// [`ParamGroup::ALL`] order) the Adam state of each parameter, by parameter id.
 pub type GroupedAdamRecord<M, B> = [<GroupAdam<M, B> as Optimizer<M, B>>::Record; 3];
 
-/// Adam with the three parameter groups of spec §6.3.
+/// Adam with the three parameter groups of docs/method.md §6.3.
 #[derive(Clone)]
 pub struct GroupedAdam<M: AutodiffModule<B>, B: AutodiffBackend> {
     /// One optimiser per group, in [`ParamGroup::ALL`] order.

@@ -1,4 +1,4 @@
-//! The training loop (spec §6.3, §6.4; §11 items 1-3 and 15).
+//! The training loop (docs/method.md §6.3, §6.4; §11 items 1-3 and 15).
 //!
 //! Per epoch `e = 1, 2, …`:
 //! 1. the backend's random stream is re-seeded from `(seed, e)`, the training split is shuffled
@@ -118,7 +118,7 @@ pub enum TrainError {
     Poisoned,
 }
 
-/// Early stopping with patience (spec §6.3): the counter starts at `patience`, is reset to
+/// Early stopping with patience (docs/method.md §6.3): the counter starts at `patience`, is reset to
 /// `patience` when the metric strictly improves on the best so far, and is decremented
 /// otherwise; training stops when it reaches 0. A NaN metric never improves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,7 +271,7 @@ pub struct BestInfo {
 /// `best/maci.json`: what inference needs besides the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaciState {
-    /// Bias-word ids of the training split (spec §4.1), in dictionary order.
+    /// Bias-word ids of the training split (docs/method.md §4.1), in dictionary order.
     pub bias_words: Vec<u32>,
     /// Training prototypes `z_i`, `C × (d_l + d_a + d_v)`.
     pub prototypes: Vec<Vec<f32>>,
@@ -712,7 +712,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         bar
     }
 
-    /// The headline metric of the selection split and its τ (spec §6.4, §11 items 2-3):
+    /// The headline metric of the selection split and its τ (docs/method.md §6.4, §11 items 2-3):
     /// τ from the validation split's sweep (0 for the linear classifier); on the validation
     /// split the value is the metric at that τ; with [`Selection::TestLeak`] it is the test
     /// split's metric at that τ, or its per-metric maximum over τ with
