@@ -8,6 +8,7 @@ use serde::Serialize;
 use cider_data::bias::{self, BiasRule};
 use cider_data::dataset::{Dataset, Split, Task};
 use cider_data::missing::{self, EvalMissing};
+use cider_data::missing_mode::EvalMode;
 use cider_data::synth::{self, Layout, SynthConfig, Variant};
 use cider_data::value::{ArrayData, NumpyArray};
 
@@ -54,55 +55,6 @@ pub struct SynthArgs {
     out: PathBuf,
 }
 
-/// Evaluation missing modes (docs/method.md §3.3).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ModeArg {
-    /// One rate over all valid positions of all modalities.
-    Rmfm,
-    /// One rate per modality: `--rate P_T,P_A,P_V` (SMM uses rates 0 and 1).
-    RmfmSame,
-    /// Whole modalities dropped per sample.
-    Rmm,
-    /// Time steps dropped in all modalities at once (aligned data).
-    Tmfm,
-    /// One block of time steps dropped (aligned data).
-    Stmfm,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TaskArg {
-    /// 3 classes (negative, neutral, positive).
-    Binary,
-    /// 7 classes.
-    Seven,
-}
-
-impl From<TaskArg> for Task {
-    fn from(task: TaskArg) -> Self {
-        match task {
-            TaskArg::Binary => Task::Binary,
-            TaskArg::Seven => Task::Seven,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BiasRuleArg {
-    /// The reference's rule (stale cv for tokens never seen negative or positive).
-    Parity,
-    /// Such tokens are skipped.
-    Clean,
-}
-
-impl From<BiasRuleArg> for BiasRule {
-    fn from(rule: BiasRuleArg) -> Self {
-        match rule {
-            BiasRuleArg::Parity => BiasRule::Parity,
-            BiasRuleArg::Clean => BiasRule::Clean,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct MaskArgs {
     /// An MMSA pickle or CIDer joblib dump.
@@ -112,7 +64,7 @@ pub struct MaskArgs {
     split: String,
     /// Missing mode.
     #[arg(long, value_enum, default_value = "rmfm")]
-    mode: ModeArg,
+    mode: EvalMode,
     /// Missing rate(s) in [0, 1]: one value, or three (text, audio, vision) for rmfm-same.
     #[arg(long, value_delimiter = ',', required = true)]
     rate: Vec<f64>,
@@ -121,13 +73,13 @@ pub struct MaskArgs {
     seed: u32,
     /// Task whose labels define the bias words.
     #[arg(long, value_enum, default_value = "binary")]
-    task: TaskArg,
+    task: Task,
     /// Number of bias words kept.
     #[arg(long, default_value_t = 100)]
     bias_thresh: usize,
     /// Bias-word rule for tokens never seen with a negative or positive label.
     #[arg(long, value_enum, default_value = "parity")]
-    bias_rule: BiasRuleArg,
+    bias_rule: BiasRule,
     /// Output folder (created if needed).
     #[arg(long)]
     out: PathBuf,
@@ -265,29 +217,27 @@ fn write_pickle(dataset: &Dataset, path: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn eval_mode(mode: ModeArg, rate: &[f64]) -> Result<EvalMissing, CliError> {
-    let single = || match rate {
-        [r] => Ok(*r),
-        _ => Err(CliError::Usage(format!(
-            "--rate: mode {mode:?} takes one rate, got {}",
+/// The concrete mode of `--mode` and `--rate`: one rate, or three (text, audio, vision) for
+/// `rmfm-same`; `smm` has no rate (its subsets are `rmfm-same` with rates 0 and 1).
+fn eval_mode(mode: EvalMode, rate: &[f64]) -> Result<EvalMissing, CliError> {
+    match (mode, rate) {
+        (EvalMode::Smm, _) => Err(CliError::Usage(
+            "--mode smm: SMM has no rate; give --mode rmfm-same with --rate 0,1,1 style rates \
+             (1 = missing) for one modality subset"
+                .into(),
+        )),
+        (EvalMode::RmfmSame, &[t, a, v]) => Ok(EvalMissing::RmfmSame { rates: [t, a, v] }),
+        (EvalMode::RmfmSame, _) => Err(CliError::Usage(format!(
+            "--rate: rmfm-same takes three rates (text,audio,vision), got {}",
             rate.len()
         ))),
-    };
-    Ok(match mode {
-        ModeArg::Rmfm => EvalMissing::Rmfm { rate: single()? },
-        ModeArg::Rmm => EvalMissing::Rmm { rate: single()? },
-        ModeArg::Tmfm => EvalMissing::Tmfm { rate: single()? },
-        ModeArg::Stmfm => EvalMissing::Stmfm { rate: single()? },
-        ModeArg::RmfmSame => match rate {
-            &[t, a, v] => EvalMissing::RmfmSame { rates: [t, a, v] },
-            _ => {
-                return Err(CliError::Usage(format!(
-                    "--rate: rmfm-same takes three rates (text,audio,vision), got {}",
-                    rate.len()
-                )));
-            }
-        },
-    })
+        (_, &[r]) => Ok(mode.at_rate(r).expect("every mode but SMM has a rate")),
+        (_, _) => Err(CliError::Usage(format!(
+            "--rate: mode {} takes one rate, got {}",
+            mode.name(),
+            rate.len()
+        ))),
+    }
 }
 
 fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
@@ -295,12 +245,7 @@ fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
     let dataset = Dataset::from_path(&args.file)?;
     let split = dataset.split(&args.split)?;
     let view = missing::eval_view(split, mode, args.seed)?;
-    let bias_words = bias::bias_words(
-        &dataset.train,
-        args.task.into(),
-        args.bias_thresh,
-        args.bias_rule.into(),
-    )?;
+    let bias_words = bias::bias_words(&dataset.train, args.task, args.bias_thresh, args.bias_rule)?;
     let cf_ids = bias::counterfactual_ids(&view.text_m_ids, &bias_words);
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
     let d = split.dims;

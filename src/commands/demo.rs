@@ -15,7 +15,10 @@ use cider_train::evaluate::{EVAL_BATCH_SIZE, ProtocolResults};
 use cider_train::plot::write_charts;
 use cider_train::results::ResultsFile;
 
-use crate::commands::eval::{EvalArgs, ModeArg, TauArg, VariantArg, evaluate};
+use cider_data::missing_mode::EvalMode;
+use cider_data::synth::Variant;
+
+use crate::commands::eval::{EvalArgs, evaluate};
 use crate::commands::train::train;
 use crate::error::CliError;
 
@@ -60,14 +63,14 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     train(config, false, args.quiet)?;
 
     let mut evaluated = Vec::new();
-    for (variant, label) in [(VariantArg::Iid, "IID"), (VariantArg::Ood, "OOD")] {
+    for (variant, label) in [(Variant::Iid, "IID"), (Variant::Ood, "OOD")] {
         println!("\n{label} test split");
         let eval = EvalArgs {
             checkpoint: args.out.clone(),
-            mode: ModeArg::Rmfm,
+            mode: EvalMode::Rmfm,
             rates: "0:1:0.1".into(),
             split: "test".into(),
-            tau: TauArg::Validation,
+            tau: TauSelection::Validation,
             debiasing: None,
             data: None,
             variant: Some(variant),

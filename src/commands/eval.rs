@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::{Map, Value};
 
 use cider_causal::counterfactual::TauSelection;
@@ -14,102 +14,19 @@ use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::bias::bias_words;
 use cider_data::dataset::{Dataset, Split};
 use cider_data::missing::DEFAULT_MISSING_SEED;
+use cider_data::missing_mode::EvalMode;
 use cider_data::synth::Variant;
 use cider_train::backend::Selected;
 use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
 use cider_train::config::{DataConfig, TrainConfig};
 use cider_train::evaluate::{
-    Debiasing, EVAL_BATCH_SIZE, EvalData, EvalError, EvalMode, ProtocolConfig, ProtocolResults,
-    parse_rates, run_protocol,
+    Debiasing, EVAL_BATCH_SIZE, EvalData, EvalError, ProtocolConfig, ProtocolResults, parse_rates,
+    run_protocol,
 };
 use cider_train::results::ResultsFile;
 use cider_train::trainer::{BestInfo, CONFIG_TOML, MACI_FILE, MaciState};
 
 use crate::error::CliError;
-
-/// How τ is chosen, as a command-line value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TauArg {
-    /// τ chosen once on the validation split (rate 0), then fixed.
-    Validation,
-    /// Every metric maximised over τ on the evaluated split, per rate (reference numbers).
-    Oracle,
-}
-
-impl From<TauArg> for TauSelection {
-    fn from(tau: TauArg) -> Self {
-        match tau {
-            TauArg::Validation => TauSelection::Validation,
-            TauArg::Oracle => TauSelection::Oracle,
-        }
-    }
-}
-
-/// Evaluation missing modes (docs/method.md §3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// Each valid position of every modality missing with the rate (default).
-    Rmfm,
-    /// The same rate for each modality, drawn per modality.
-    RmfmSame,
-    /// Whole modalities dropped per sample.
-    Rmm,
-    /// Time steps dropped in all modalities at once (aligned data).
-    Tmfm,
-    /// One block of time steps dropped (aligned data).
-    Stmfm,
-    /// The seven modality subsets T, A, V, TA, TV, AV, TAV (no rates, no AUILC).
-    Smm,
-}
-
-impl From<ModeArg> for EvalMode {
-    fn from(mode: ModeArg) -> Self {
-        match mode {
-            ModeArg::Rmfm => EvalMode::Rmfm,
-            ModeArg::RmfmSame => EvalMode::RmfmSame,
-            ModeArg::Rmm => EvalMode::Rmm,
-            ModeArg::Tmfm => EvalMode::Tmfm,
-            ModeArg::Stmfm => EvalMode::Stmfm,
-            ModeArg::Smm => EvalMode::Smm,
-        }
-    }
-}
-
-/// MACI's debiasing, as a command-line value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DebiasingArg {
-    /// `s_τ = ℓ − τ·ℓ_cf` (CIDer).
-    Maci,
-    /// The plain prediction, τ fixed at 0 (the "w/o MACI" ablation).
-    NoMaci,
-}
-
-impl From<DebiasingArg> for Debiasing {
-    fn from(d: DebiasingArg) -> Self {
-        match d {
-            DebiasingArg::Maci => Debiasing::Maci,
-            DebiasingArg::NoMaci => Debiasing::NoMaci,
-        }
-    }
-}
-
-/// A synthetic-data variant, as a command-line value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VariantArg {
-    /// All splits drawn alike.
-    Iid,
-    /// The test split's label priors and shortcut words shifted.
-    Ood,
-}
-
-impl From<VariantArg> for Variant {
-    fn from(variant: VariantArg) -> Self {
-        match variant {
-            VariantArg::Iid => Variant::Iid,
-            VariantArg::Ood => Variant::Ood,
-        }
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -119,7 +36,7 @@ pub struct EvalArgs {
     pub(crate) checkpoint: PathBuf,
     /// Missing mode.
     #[arg(long, value_enum, default_value = "rmfm")]
-    pub(crate) mode: ModeArg,
+    pub(crate) mode: EvalMode,
     /// Missing rates: `start:end:step` or a comma list, each in [0, 1], increasing.
     #[arg(long, default_value = "0:1:0.1")]
     pub(crate) rates: String,
@@ -128,11 +45,11 @@ pub struct EvalArgs {
     pub(crate) split: String,
     /// Which τ rule the printed table shows (results.json always holds both).
     #[arg(long, value_enum, default_value = "validation")]
-    pub(crate) tau: TauArg,
+    pub(crate) tau: TauSelection,
     /// MACI debiasing or the plain prediction (default: maci, or no-maci for a model trained
     /// with the linear-head ablation).
     #[arg(long, value_enum)]
-    pub(crate) debiasing: Option<DebiasingArg>,
+    pub(crate) debiasing: Option<Debiasing>,
     /// Evaluate on another dataset file than the run's (e.g. cross-dataset); bias words and
     /// prototypes still come from the run's training split.
     #[arg(long, conflicts_with = "variant")]
@@ -140,7 +57,7 @@ pub struct EvalArgs {
     /// For a run on the built-in synthetic data: evaluate the test split of this variant of
     /// the same generator (`iid` or `ood`; training and validation splits are the same in both).
     #[arg(long, value_enum)]
-    pub(crate) variant: Option<VariantArg>,
+    pub(crate) variant: Option<Variant>,
     /// Samples per batch, in file order.
     #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
     pub(crate) batch_size: usize,
@@ -264,7 +181,7 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
 /// Runs the protocol of `args`, prints its table and writes `results.json` / `results.csv`;
 /// returns the results and the path of `results.json`.
 pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError> {
-    let mode = EvalMode::from(args.mode);
+    let mode = args.mode;
     let rates = if mode == EvalMode::Smm {
         Vec::new()
     } else {
@@ -277,7 +194,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     let train_data = run.config.data.load()?;
     let evaluated_data = match (&args.data, args.variant) {
         (Some(path), _) => Some(Dataset::from_path(path)?),
-        (None, Some(variant)) => Some(synthetic_variant(&run, variant.into())?),
+        (None, Some(variant)) => Some(synthetic_variant(&run, variant)?),
         (None, None) => None,
     };
     let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
@@ -285,9 +202,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     let (bias, train_prototypes) = run.maci_parts(Some(&train_data.train))?;
     let valid_prototypes = run.test_prototypes(&train_prototypes, &train_data.valid)?;
     let prototypes = run.test_prototypes(&train_prototypes, evaluated)?;
-    let debiasing = args
-        .debiasing
-        .map_or_else(|| run.default_debiasing(), Debiasing::from);
+    let debiasing = args.debiasing.unwrap_or_else(|| run.default_debiasing());
     let protocol = ProtocolConfig {
         mode,
         rates,
@@ -328,9 +243,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     settings.insert("split".into(), Value::from(args.split.clone()));
     settings.insert("data".into(), Value::from(evaluated_set.source.clone()));
     let variant = match (&args.data, &run.config.data) {
-        (None, DataConfig::Synthetic(synthetic)) => {
-            Some(args.variant.map_or(synthetic.variant, Variant::from))
-        }
+        (None, DataConfig::Synthetic(synthetic)) => Some(args.variant.unwrap_or(synthetic.variant)),
         _ => None,
     };
     if let Some(variant) = variant {
@@ -346,7 +259,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
             .join(format!("eval-{}", mode.name().to_ascii_lowercase()))
     });
     let [json, csv] = file.write(&out)?;
-    print_table(&results, args.tau.into());
+    print_table(&results, args.tau);
     eprintln!("wrote {} and {}", json.display(), csv.display());
     Ok((results, json))
 }

@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 
+use cider_causal::counterfactual::TauSelection;
 use clap::Args;
 
+use crate::error::CliError;
 use cider_train::plot::{default_labels, write_charts};
 use cider_train::results::ResultsFile;
-
-use crate::commands::eval::TauArg;
-use crate::error::CliError;
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
@@ -25,7 +24,7 @@ pub struct PlotArgs {
     /// Which numbers to plot: validation (τ chosen on the validation split) or oracle (every
     /// metric maximised over τ per rate, the reference's numbers).
     #[arg(long, value_enum, default_value = "validation")]
-    tau: TauArg,
+    tau: TauSelection,
 }
 
 pub fn run(args: &PlotArgs) -> Result<(), CliError> {
@@ -46,7 +45,7 @@ pub fn run(args: &PlotArgs) -> Result<(), CliError> {
         .zip(labels)
         .map(|(path, label)| Ok((label, ResultsFile::read(path)?)))
         .collect::<Result<Vec<_>, CliError>>()?;
-    let written = write_charts(&files, args.tau.into(), &args.out)?;
+    let written = write_charts(&files, args.tau, &args.out)?;
     for path in &written {
         println!("{}", path.display());
     }

@@ -170,6 +170,7 @@ impl TauSweep {
 /// How τ is chosen (docs/method.md §11.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TauSelection {
     /// Clean: τ maximising the headline metric on the validation split (smallest τ on ties),
     /// then fixed for every evaluated (test) set.

@@ -199,7 +199,7 @@ impl Prototypes {
     }
 }
 
-/// Which prototypes the valid/test splits use (docs/method.md §7.2, §11 item 4). Priors are `1/C` in
+/// Which prototypes the valid/test splits use (docs/method.md §7.2, §11.4). Priors are `1/C` in
 /// both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

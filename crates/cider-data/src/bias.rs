@@ -17,9 +17,10 @@ pub const DEFAULT_BIAS_THRESH: usize = 100;
 const MIN_CV: f32 = 0.1;
 
 /// What to do, in the binary task, with a token never seen in a negative or positive sample
-/// (its `cv` is `0/0`; docs/method.md §4.1 step 2, §11 item 10).
+/// (its `cv` is `0/0`; docs/method.md §4.1 step 2, §11.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BiasRule {
     /// The reference's stale variables: reuse the `std`/`mean` of the previously processed
     /// token (insertion order). If the very first token is such a token the reference crashes;

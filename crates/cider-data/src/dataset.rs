@@ -46,6 +46,7 @@ pub struct Dims {
 /// Which label a task trains on (docs/method.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Task {
     /// The "binary" task: 3 classes, negative / neutral / positive.
     Binary,

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod error;
 pub mod joblib;
 pub mod missing;
+pub mod missing_mode;
 pub mod mt19937;
 pub mod npy;
 pub mod pickle;

@@ -118,6 +118,7 @@ impl FromStr for Layout {
 /// Distribution variant (docs/method.md §2.5): which splits share the training statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Variant {
     /// Train, valid and test follow the same class priors and shortcut-word statistics.
     Iid,

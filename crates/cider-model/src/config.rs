@@ -17,7 +17,7 @@ pub enum Alignment {
     Unaligned,
 }
 
-/// The positional term added to the MCT input (docs/method.md §5.5, §11 item 1).
+/// The positional term added to the MCT input (docs/method.md §5.5, §11.1).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum PositionalMode {
     /// Reference behaviour (parity): `pe[b]`, the table row of the sample's index inside the

@@ -73,7 +73,7 @@ pub enum ConfigError {
     },
 }
 
-/// Which split chooses the best epoch (docs/method.md §6.4, §11 item 2).
+/// Which split chooses the best epoch (docs/method.md §6.4, §11.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Selection {
     /// Clean: the validation split's headline metric (MACI, missing rate 0).

@@ -1,4 +1,4 @@
-//! MACI inference and the robustness protocol (docs/method.md §7.4, §8.2, §11 item 3).
+//! MACI inference and the robustness protocol (docs/method.md §7.4, §8.2, §11.3).
 //!
 //! * [`predict`] runs a model over a split in file order, batches of 128 (the batch-indexed
 //!   positional term makes this matter, docs/method.md §11.1): `ℓ = pred_m` for the missing view and
@@ -15,7 +15,6 @@
 //! autodiff-trained model as `model.valid()`.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -29,6 +28,7 @@ use cider_data::batch::{Batch, Order, batch_indices, gather_rows};
 use cider_data::bias::counterfactual_ids;
 use cider_data::dataset::{Split, Task};
 use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, MissingView, eval_view, smm_rates};
+use cider_data::missing_mode::EvalMode;
 use cider_model::ModelError;
 use cider_model::model::{InputMasks, TextEncoder, TextInput, ViewInput};
 use serde::{Deserialize, Serialize};
@@ -84,84 +84,10 @@ impl EvalError {
     }
 }
 
-/// The evaluation-time missing modes (docs/method.md §3.3) as protocol choices. Every mode but
-/// [`EvalMode::Smm`] is evaluated over a grid of rates `p`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EvalMode {
-    /// `RMFM` (default): each valid position of `[text; audio; vision]` missing with `p`.
-    #[default]
-    Rmfm,
-    /// `RMFM_same` with the same rate `(p, p, p)` for the three modalities.
-    RmfmSame,
-    /// `RMM`: whole modalities dropped per sample with `p`.
-    Rmm,
-    /// `TMFM` (aligned data): time steps dropped in all modalities at once.
-    Tmfm,
-    /// `STMFM` (aligned data): one block of time steps dropped.
-    Stmfm,
-    /// `SMM`: the seven modality subsets of [`smm_rates`], no rate grid, no AUILC.
-    Smm,
-}
-
-impl EvalMode {
-    /// Every mode, in the order of [`EvalMode::name`]'s list.
-    pub const ALL: [EvalMode; 6] = [
-        EvalMode::Rmfm,
-        EvalMode::RmfmSame,
-        EvalMode::Rmm,
-        EvalMode::Tmfm,
-        EvalMode::Stmfm,
-        EvalMode::Smm,
-    ];
-
-    /// The reference's name: `RMFM`, `RMFM_same`, `RMM`, `TMFM`, `STMFM`, `SMM`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EvalMode::Rmfm => "RMFM",
-            EvalMode::RmfmSame => "RMFM_same",
-            EvalMode::Rmm => "RMM",
-            EvalMode::Tmfm => "TMFM",
-            EvalMode::Stmfm => "STMFM",
-            EvalMode::Smm => "SMM",
-        }
-    }
-
-    /// The missing mode at rate `p`; `None` for [`EvalMode::Smm`], which has no rate.
-    pub fn at_rate(self, p: f64) -> Option<EvalMissing> {
-        Some(match self {
-            EvalMode::Rmfm => EvalMissing::Rmfm { rate: p },
-            EvalMode::RmfmSame => EvalMissing::RmfmSame { rates: [p; 3] },
-            EvalMode::Rmm => EvalMissing::Rmm { rate: p },
-            EvalMode::Tmfm => EvalMissing::Tmfm { rate: p },
-            EvalMode::Stmfm => EvalMissing::Stmfm { rate: p },
-            EvalMode::Smm => return None,
-        })
-    }
-}
-
-impl FromStr for EvalMode {
-    type Err = EvalError;
-
-    /// Case-insensitive name, `-` and `_` alike: `rmfm`, `rmfm-same`, `RMFM_same`, `rmm`,
-    /// `tmfm`, `stmfm`, `smm`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
-        EvalMode::ALL
-            .into_iter()
-            .find(|m| m.name().to_ascii_lowercase() == wanted)
-            .ok_or_else(|| {
-                let names: Vec<&str> = EvalMode::ALL.iter().map(|m| m.name()).collect();
-                EvalError::invalid(
-                    "missing mode",
-                    format!("`{s}` is not one of {}", names.join(", ")),
-                )
-            })
-    }
-}
-
 /// Whether MACI's counterfactual debiasing is applied (docs/method.md §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Debiasing {
     /// `s_τ = ℓ − τ·ℓ_cf` with τ from the grid {0.0, …, 3.0}.
     #[default]
@@ -810,25 +736,6 @@ pub(crate) mod tests {
             assert!(message.contains(needle), "{bad:?}: {message}");
             assert!(message.contains(&format!("`{bad}`")), "{message}");
         }
-    }
-
-    #[test]
-    fn mode_names_round_trip() {
-        for mode in EvalMode::ALL {
-            assert_eq!(mode.name().parse::<EvalMode>().unwrap(), mode);
-        }
-        assert_eq!("rmfm-same".parse::<EvalMode>().unwrap(), EvalMode::RmfmSame);
-        assert_eq!(EvalMode::default(), EvalMode::Rmfm);
-        assert!(EvalMode::Smm.at_rate(0.5).is_none());
-        assert_eq!(
-            EvalMode::RmfmSame.at_rate(0.4),
-            Some(EvalMissing::RmfmSame { rates: [0.4; 3] })
-        );
-        let error = "rmf".parse::<EvalMode>().unwrap_err().to_string();
-        assert!(
-            error.contains("`rmf`") && error.contains("STMFM"),
-            "{error}"
-        );
     }
 
     /// The rows of one batch from `predict` equal a direct `Cider::test` call whose text

@@ -25,11 +25,12 @@ use cider_causal::counterfactual::TauSelection;
 use cider_causal::metrics::Metric;
 use cider_data::dataset::Task;
 use cider_data::missing::smm_rates;
+use cider_data::missing_mode::EvalMode;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::evaluate::{EvalError, EvalMode, Point, ProtocolResults};
+use crate::evaluate::{EvalError, Point, ProtocolResults};
 
 /// File name of the JSON results.
 pub const RESULTS_JSON: &str = "results.json";

@@ -1,4 +1,4 @@
-//! The training loop (docs/method.md §6.3, §6.4; §11 items 1-3 and 15).
+//! The training loop (docs/method.md §6.3, §6.4; §11.1-3 and 15).
 //!
 //! Per epoch `e = 1, 2, …`:
 //! 1. the backend's random stream is re-seeded from `(seed, e)`, the training split is shuffled
@@ -712,7 +712,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         bar
     }
 
-    /// The headline metric of the selection split and its τ (docs/method.md §6.4, §11 items 2-3):
+    /// The headline metric of the selection split and its τ (docs/method.md §6.4, §11.2-3):
     /// τ from the validation split's sweep (0 for the linear classifier); on the validation
     /// split the value is the metric at that τ; with [`Selection::TestLeak`] it is the test
     /// split's metric at that τ, or its per-metric maximum over τ with
