@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::{tiny_run, train_tiny};
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -263,55 +266,6 @@ fn eval_refuses_bad_rate_strings_with_one_line() {
         let output = cider(&["eval", "--checkpoint", "no-such-run", "--rates", rates]);
         assert_one_line_error(&output, &["--rates", rates, needle]);
     }
-}
-
-/// A run directory trained for one epoch on a small synthetic pickle (with text features), and
-/// that pickle.
-fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
-    use cider_data::synth::{Layout, SynthConfig, Variant, generate};
-    use cider_train::config::{DataConfig, FileData};
-
-    let data = generate(&SynthConfig {
-        layout: Layout::MosiAligned,
-        variant: Variant::Ood,
-        n_train: 48,
-        n_valid: 20,
-        n_test: 24,
-        text_features: true,
-        ..SynthConfig::default()
-    })
-    .unwrap();
-    let pickle = dir.join("tiny.pkl");
-    cider_data::pickle_write::to_path(&data.to_pyvalue().unwrap(), &pickle).unwrap();
-    let run = dir.join("run");
-    let data = DataConfig::File(FileData {
-        path: pickle.clone(),
-    });
-    train_tiny(&run, data);
-    (run, pickle)
-}
-
-/// Trains a tiny model (D 8, one layer, two heads) for one epoch into `run`.
-fn train_tiny(run: &Path, data: cider_train::config::DataConfig) {
-    use cider_train::backend::SelectedAutodiff;
-    use cider_train::config::TrainConfig;
-    use cider_train::trainer::Trainer;
-
-    let mut config = TrainConfig {
-        out_dir: run.to_path_buf(),
-        epochs: 1,
-        batch_size: 16,
-        data,
-        ..TrainConfig::default()
-    };
-    config.model.embed_dim = 8;
-    config.model.multimodal_layers = 1;
-    config.model.num_heads = 2;
-    Trainer::<SelectedAutodiff>::open(config, Default::default(), false)
-        .unwrap()
-        .with_progress(false)
-        .run(|_| {})
-        .unwrap();
 }
 
 #[test]

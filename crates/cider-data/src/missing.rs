@@ -166,6 +166,66 @@ impl MissingView {
         }
     }
 
+    /// The view of a whole split under missing masks chosen by the caller (1 = present):
+    /// `[N, T_l]`, `[N, T_a]`, `[N, T_v]`. Each mask is intersected with the split's input
+    /// masks (real tokens, and the first `audio_len` / `vision_len` frames), so padding stays
+    /// absent whatever the caller's mask says there; `[CLS]` and `[SEP]` stay present, as in
+    /// every evaluation mode.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for a mask whose length is not `N·T` or that holds a value
+    /// other than 0 and 1.
+    pub fn from_masks(
+        split: &Split,
+        text_missing: &[u8],
+        audio_missing: &[u8],
+        vision_missing: &[u8],
+    ) -> Result<Self, DataError> {
+        let Dims { t_l, t_a, t_v, .. } = split.dims;
+        let n = split.n;
+        let check = |name: &str, mask: &[u8], t: usize| {
+            if Some(mask.len()) != n.checked_mul(t) {
+                return Err(DataError::Invalid {
+                    what: format!("{name} missing mask"),
+                    message: format!("{} values do not fill [{n}, {t}]", mask.len()),
+                });
+            }
+            match mask.iter().position(|&m| m > 1) {
+                Some(i) => Err(DataError::Invalid {
+                    what: format!("{name} missing mask"),
+                    message: format!("value {} at index {i}: expected 0 or 1", mask[i]),
+                }),
+                None => Ok(()),
+            }
+        };
+        check("text", text_missing, t_l)?;
+        check("audio", audio_missing, t_a)?;
+        check("vision", vision_missing, t_v)?;
+        let within_lengths = |mask: &[u8], lens: &[usize], t: usize| -> Vec<u8> {
+            mask.iter()
+                .enumerate()
+                .map(|(k, &m)| u8::from(m == 1 && k % t < lens[k / t]))
+                .collect()
+        };
+        let mut text: Vec<u8> = text_missing
+            .iter()
+            .zip(&split.text_mask)
+            .map(|(&m, &inmask)| u8::from(m == 1 && inmask != 0))
+            .collect();
+        for (row, inmask) in text
+            .chunks_exact_mut(t_l)
+            .zip(split.text_mask.chunks_exact(t_l))
+        {
+            if inmask.first() == Some(&1) {
+                force_cls_sep(row, inmask);
+            }
+        }
+        let audio = within_lengths(audio_missing, &split.audio_len, t_a);
+        let vision = within_lengths(vision_missing, &split.vision_len, t_v);
+        let indices: Vec<usize> = (0..n).collect();
+        Ok(Self::build(split, &indices, text, audio, vision))
+    }
+
     /// The view restricted to `rows` (e.g. one evaluation batch), in that order.
     pub fn rows(&self, rows: &[usize]) -> Result<MissingView, DataError> {
         if let Some(&bad) = rows.iter().find(|&&r| r >= self.n) {

@@ -7,24 +7,19 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{Map, Value};
 
+use cider::Run;
 use cider_causal::counterfactual::TauSelection;
 use cider_causal::metrics::Metric;
-use cider_causal::model::{Cider, CiderConfig, Classifier};
-use cider_causal::prototypes::{Prototypes, TextFeatures};
-use cider_data::bias::bias_words;
-use cider_data::dataset::{Dataset, Split};
+use cider_data::dataset::Dataset;
 use cider_data::missing::DEFAULT_MISSING_SEED;
 use cider_data::missing_mode::EvalMode;
 use cider_data::synth::Variant;
 use cider_train::backend::Selected;
-use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
-use cider_train::config::{DataConfig, TrainConfig};
+use cider_train::config::DataConfig;
 use cider_train::evaluate::{
-    Debiasing, EVAL_BATCH_SIZE, EvalData, EvalError, ProtocolConfig, ProtocolResults, parse_rates,
-    run_protocol,
+    Debiasing, EVAL_BATCH_SIZE, PointResult, ProtocolConfig, ProtocolResults, parse_rates,
 };
 use cider_train::results::ResultsFile;
-use cider_train::trainer::{BestInfo, CONFIG_TOML, MACI_FILE, MaciState};
 
 use crate::error::CliError;
 
@@ -69,111 +64,6 @@ pub struct EvalArgs {
     pub(crate) out: Option<PathBuf>,
 }
 
-/// A trained model with its run's configuration and data.
-pub struct RunModel {
-    /// The run directory (holds `config.toml`).
-    pub run_dir: PathBuf,
-    /// The directory the model was read from (`<run>/best`).
-    pub model_dir: PathBuf,
-    /// The run's training configuration.
-    pub config: TrainConfig,
-    /// The model's architecture.
-    pub model_config: CiderConfig,
-    /// The model, on the plain (inference) backend: no dropout.
-    pub model: Cider<Selected>,
-    /// `maci.json`: bias words and training prototypes saved with the model, if present.
-    pub maci: Option<MaciState>,
-    /// `state.json`: the epoch and validation τ of the model, if present.
-    pub best: Option<BestInfo>,
-}
-
-impl RunModel {
-    /// Opens a run directory (its `best/` model) or a model directory inside a run.
-    pub fn open(path: &Path) -> Result<Self, CliError> {
-        let (run_dir, model_dir) = if path.join(MODEL_CONFIG).is_file() {
-            let run = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (run, path.to_path_buf())
-        } else {
-            (path.to_path_buf(), path.join(BEST_DIR))
-        };
-        let config_path = run_dir.join(CONFIG_TOML);
-        if !config_path.is_file() {
-            return Err(CliError::Usage(format!(
-                "{}: not a run directory of `cider train` (no {CONFIG_TOML} in {})",
-                path.display(),
-                run_dir.display()
-            )));
-        }
-        let config = TrainConfig::from_file(&config_path, &[])?;
-        if !model_dir.join(MODEL_CONFIG).is_file() {
-            return Err(CliError::Usage(format!(
-                "{}: no trained model (expected {})",
-                path.display(),
-                model_dir.join(MODEL_CONFIG).display()
-            )));
-        }
-        let (model_config, model) = load_model::<Selected>(&model_dir, &Default::default())?;
-        let optional = |name: &str| model_dir.join(name).is_file().then(|| model_dir.join(name));
-        let maci = optional(MACI_FILE).map(|p| read_json(&p)).transpose()?;
-        let best = optional(STATE_FILE).map(|p| read_json(&p)).transpose()?;
-        Ok(Self {
-            run_dir,
-            model_dir,
-            config,
-            model_config,
-            model,
-            maci,
-            best,
-        })
-    }
-
-    /// The bias words (docs/method.md §4.1) and training prototypes and priors (docs/method.md §7.2) saved with
-    /// the model in `maci.json`; without that file, computed from the training split (`train`,
-    /// or the run's data read here) with the run's bias-word threshold and rule.
-    pub fn maci_parts(&self, train: Option<&Split>) -> Result<(Vec<u32>, Prototypes), CliError> {
-        if let Some(maci) = &self.maci {
-            let prototypes = Prototypes::new(maci.prototypes.clone(), maci.priors.clone())
-                .map_err(EvalError::from)?;
-            return Ok((maci.bias_words.clone(), prototypes));
-        }
-        let loaded;
-        let train = match train {
-            Some(train) => train,
-            None => {
-                loaded = self.config.data.load()?;
-                &loaded.train
-            }
-        };
-        let task = self.config.task;
-        let maci = &self.config.maci;
-        let bias = bias_words(train, task, maci.bias_thresh, maci.bias_rule)?;
-        let prototypes = Prototypes::from_split(train, task, TextFeatures::FromSplit)
-            .map_err(EvalError::from)?;
-        Ok((bias, prototypes))
-    }
-
-    /// The test-time prototypes of an evaluated split under the run's rule.
-    pub fn test_prototypes(
-        &self,
-        train: &Prototypes,
-        split: &Split,
-    ) -> Result<Prototypes, CliError> {
-        self.config
-            .maci
-            .test_prototypes
-            .build(train, split, self.config.task, TextFeatures::FromSplit)
-            .map_err(|e| EvalError::from(e).into())
-    }
-
-    /// MACI for the MCM, the plain prediction for the linear-head ablation.
-    pub fn default_debiasing(&self) -> Debiasing {
-        match self.model_config.classifier {
-            Classifier::Maci => Debiasing::Maci,
-            Classifier::Linear => Debiasing::NoMaci,
-        }
-    }
-}
-
 pub fn run(args: &EvalArgs) -> Result<(), CliError> {
     evaluate(args).map(|_| ())
 }
@@ -190,7 +80,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     if args.batch_size == 0 {
         return Err(CliError::Usage("--batch-size: expected at least 1".into()));
     }
-    let run = RunModel::open(&args.checkpoint)?;
+    let run = Run::<Selected>::open(&args.checkpoint, &Default::default())?;
     let train_data = run.config.data.load()?;
     let evaluated_data = match (&args.data, args.variant) {
         (Some(path), _) => Some(Dataset::from_path(path)?),
@@ -199,9 +89,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     };
     let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
     let evaluated = evaluated_set.split(&args.split)?;
-    let (bias, train_prototypes) = run.maci_parts(Some(&train_data.train))?;
-    let valid_prototypes = run.test_prototypes(&train_prototypes, &train_data.valid)?;
-    let prototypes = run.test_prototypes(&train_prototypes, evaluated)?;
     let debiasing = args.debiasing.unwrap_or_else(|| run.default_debiasing());
     let protocol = ProtocolConfig {
         mode,
@@ -209,14 +96,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
         debiasing,
         seed: args.seed,
         batch_size: args.batch_size,
-    };
-    let data = EvalData {
-        task: run.config.task,
-        valid: &train_data.valid,
-        evaluated,
-        bias_words: &bias,
-        valid_prototypes: &valid_prototypes,
-        prototypes: &prototypes,
     };
     let headline = Metric::headline(run.config.task);
     eprintln!(
@@ -228,7 +107,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
         mode.name(),
         debiasing.name()
     );
-    let results = run_protocol(&run.model, &data, &protocol, &Default::default(), |point| {
+    let on_point = |point: &PointResult| {
         eprintln!(
             "  {} {:>5}: {headline} {:.4} (oracle {:.4})",
             mode.name(),
@@ -236,7 +115,15 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
             point.metrics.get(headline).unwrap_or(f64::NAN),
             point.oracle.get(headline).unwrap_or(f64::NAN)
         );
-    })?;
+    };
+    let results = run.evaluate(
+        &train_data,
+        evaluated_set,
+        &args.split,
+        &protocol,
+        &Default::default(),
+        on_point,
+    )?;
 
     let mut settings = Map::new();
     settings.insert("checkpoint".into(), path_value(&run.model_dir));
@@ -265,7 +152,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
 }
 
 /// The run's synthetic dataset drawn with another variant.
-fn synthetic_variant(run: &RunModel, variant: Variant) -> Result<Dataset, CliError> {
+fn synthetic_variant(run: &Run<Selected>, variant: Variant) -> Result<Dataset, CliError> {
     match &run.config.data {
         DataConfig::Synthetic(synthetic) => {
             let mut synthetic = synthetic.clone();

@@ -1,0 +1,186 @@
+//! A trained run, opened in one call: its configuration, weights, bias words, prototypes and
+//! priors, the τ chosen on validation and, for a BERT model, the tokenizer's folder.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use cider_causal::model::{Cider, CiderConfig, Classifier};
+use cider_causal::prototypes::{Prototypes, TextFeatures};
+use cider_data::bias::bias_words;
+use cider_data::dataset::{Dataset, Split, Task};
+use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
+use cider_train::config::TrainConfig;
+use cider_train::evaluate::{
+    Debiasing, EvalData, PointResult, ProtocolConfig, ProtocolResults, run_protocol,
+};
+use cider_train::trainer::{BestInfo, CONFIG_TOML, MACI_FILE, MaciState};
+
+use crate::error::Error;
+
+/// A run directory of `cider train` (or of a [`crate::Trainer`]) with its selected
+/// model loaded on backend `B` (no dropout: the plain backend, not `Autodiff`).
+#[derive(Debug)]
+pub struct Run<B: Backend> {
+    /// The run directory (holds `config.toml`).
+    pub run_dir: PathBuf,
+    /// The model directory (`best/`, or the one given).
+    pub model_dir: PathBuf,
+    /// The run's training configuration.
+    pub config: TrainConfig,
+    /// The model's architecture.
+    pub model_config: CiderConfig,
+    /// The model.
+    pub model: Cider<B>,
+    /// `maci.json`: bias words and training prototypes saved with the model, if present.
+    pub maci: Option<MaciState>,
+    /// `state.json`: the epoch and validation τ of the model, if present.
+    pub best: Option<BestInfo>,
+}
+
+impl<B: Backend> Run<B> {
+    /// Opens a run directory (its `best/` model) or a model directory inside a run.
+    ///
+    /// # Errors
+    /// [`Error::NotARun`] when `path` holds neither `config.toml` nor a model; configuration,
+    /// checkpoint and weight errors name the file at fault.
+    pub fn open(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let (run_dir, model_dir) = if path.join(MODEL_CONFIG).is_file() {
+            let run = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (run, path.to_path_buf())
+        } else {
+            (path.to_path_buf(), path.join(BEST_DIR))
+        };
+        let config_path = run_dir.join(CONFIG_TOML);
+        if !config_path.is_file() {
+            return Err(Error::NotARun {
+                path: path.to_path_buf(),
+                reason: format!("no {CONFIG_TOML} in {}", run_dir.display()),
+            });
+        }
+        let config = TrainConfig::from_file(&config_path, &[])?;
+        if !model_dir.join(MODEL_CONFIG).is_file() {
+            return Err(Error::NotARun {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "no trained model: expected {}",
+                    model_dir.join(MODEL_CONFIG).display()
+                ),
+            });
+        }
+        let (model_config, model) = load_model::<B>(&model_dir, device)?;
+        let optional = |name: &str| model_dir.join(name).is_file().then(|| model_dir.join(name));
+        let maci = optional(MACI_FILE).map(|p| read_json(&p)).transpose()?;
+        let best = optional(STATE_FILE).map(|p| read_json(&p)).transpose()?;
+        Ok(Self {
+            run_dir,
+            model_dir,
+            config,
+            model_config,
+            model,
+            maci,
+            best,
+        })
+    }
+
+    /// The run's task (3 or 7 classes).
+    pub fn task(&self) -> Task {
+        self.config.task
+    }
+
+    /// The bias words (docs/method.md §4.1) and training prototypes and priors
+    /// (docs/method.md §7.2) saved with the model in `maci.json`; without that file, computed
+    /// from the training split (`train`, or the run's data read here) with the run's bias-word
+    /// threshold and rule.
+    ///
+    /// # Errors
+    /// Unreadable data or prototypes that do not fit the classifier.
+    pub fn maci_parts(&self, train: Option<&Split>) -> Result<(Vec<u32>, Prototypes), Error> {
+        if let Some(maci) = &self.maci {
+            let prototypes = Prototypes::new(maci.prototypes.clone(), maci.priors.clone())?;
+            return Ok((maci.bias_words.clone(), prototypes));
+        }
+        let loaded;
+        let train = match train {
+            Some(train) => train,
+            None => {
+                loaded = self.config.data.load()?;
+                &loaded.train
+            }
+        };
+        let task = self.config.task;
+        let maci = &self.config.maci;
+        let bias = bias_words(train, task, maci.bias_thresh, maci.bias_rule)?;
+        let prototypes = Prototypes::from_split(train, task, TextFeatures::FromSplit)?;
+        Ok((bias, prototypes))
+    }
+
+    /// The test-time prototypes of an evaluated split under the run's rule
+    /// (docs/method.md §7.2).
+    ///
+    /// # Errors
+    /// A split whose layout does not fit the prototypes.
+    pub fn test_prototypes(&self, train: &Prototypes, split: &Split) -> Result<Prototypes, Error> {
+        Ok(self.config.maci.test_prototypes.build(
+            train,
+            split,
+            self.config.task,
+            TextFeatures::FromSplit,
+        )?)
+    }
+
+    /// Runs the evaluation protocol (docs/method.md §8.2) on split `split` of `evaluated`:
+    /// every point of `protocol`, τ chosen on the validation split of `train_data` (the run's
+    /// own data: [`TrainConfig::data`]`.load()`), bias words and prototypes from its training
+    /// split. `on_point` sees each point as it finishes (a progress callback).
+    ///
+    /// # Errors
+    /// An unknown split name, data of another layout than the model's, and protocol errors
+    /// (rates, batch size).
+    pub fn evaluate(
+        &self,
+        train_data: &Dataset,
+        evaluated: &Dataset,
+        split: &str,
+        protocol: &ProtocolConfig,
+        device: &B::Device,
+        on_point: impl FnMut(&PointResult),
+    ) -> Result<ProtocolResults, Error> {
+        let evaluated = evaluated.split(split)?;
+        let (bias, train_prototypes) = self.maci_parts(Some(&train_data.train))?;
+        let valid_prototypes = self.test_prototypes(&train_prototypes, &train_data.valid)?;
+        let prototypes = self.test_prototypes(&train_prototypes, evaluated)?;
+        let data = EvalData {
+            task: self.config.task,
+            valid: &train_data.valid,
+            evaluated,
+            bias_words: &bias,
+            valid_prototypes: &valid_prototypes,
+            prototypes: &prototypes,
+        };
+        Ok(run_protocol(
+            &self.model,
+            &data,
+            protocol,
+            device,
+            on_point,
+        )?)
+    }
+
+    /// MACI for the MCM, the plain prediction for the linear-head ablation.
+    pub fn default_debiasing(&self) -> Debiasing {
+        match self.model_config.classifier {
+            Classifier::Maci => Debiasing::Maci,
+            Classifier::Linear => Debiasing::NoMaci,
+        }
+    }
+
+    /// The τ saved with the model (chosen on validation), 0 when none was saved or the model
+    /// has no MACI.
+    pub fn saved_tau(&self) -> f64 {
+        match self.default_debiasing() {
+            Debiasing::Maci => self.best.as_ref().map_or(0.0, |b| b.tau),
+            Debiasing::NoMaci => 0.0,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The library API (`cider::Run`, `Utterance`, `Prediction`) on a tiny trained run: the same
+//! samples give the same predictions whether they come as a dataset split or as utterances
+//! assembled by hand, a missing modality is the modality zeroed, and bad input is an error a
+//! caller can match on.
+
+use cider::prelude::*;
+use cider_train::backend::Selected;
+
+mod common;
+use common::tiny_run;
+
+/// Sample `i` of `split` as an utterance: its text features and ids, audio and vision frames.
+fn utterance_of(split: &Split, i: usize) -> Utterance {
+    let d = split.dims;
+    let len = split.text_len[i];
+    let features = split
+        .text_features
+        .as_ref()
+        .expect("the tiny data has text features");
+    let text = Text::Features {
+        values: features[i * d.t_l * d.d_l..(i * d.t_l + len) * d.d_l].to_vec(),
+        ids: split.text_ids[i * d.t_l..i * d.t_l + len].to_vec(),
+    };
+    let frames = |values: &[f32], t: usize, width: usize, n: usize| Frames {
+        values: values[i * t * width..(i * t + n) * width].to_vec(),
+        frames: n,
+    };
+    Utterance::new(
+        text,
+        frames(&split.audio, d.t_a, d.d_a, split.audio_len[i]),
+        frames(&split.vision, d.t_v, d.d_v, split.vision_len[i]),
+    )
+}
+
+fn assert_close(a: &[f64], b: &[f64], context: &str) {
+    assert_eq!(a.len(), b.len(), "{context}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-6, "{context}: {a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn a_trained_run_predicts_splits_and_utterances_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run_dir, pickle) = tiny_run(dir.path());
+    let device = Default::default();
+    let run = Run::<Selected>::open(&run_dir, &device).unwrap();
+    let dataset = Dataset::from_path(&pickle).unwrap();
+    let test = dataset.split("test").unwrap();
+    let tau = Some(1.5);
+
+    let from_split = run.predict_split(test, tau, &device).unwrap();
+    assert_eq!(from_split.len(), test.n);
+    let utterances: Vec<Utterance> = (0..test.n).map(|i| utterance_of(test, i)).collect();
+    let from_utterances = run.predict_many(&utterances, tau, &device).unwrap();
+    for (i, (a, b)) in from_split.iter().zip(&from_utterances).enumerate() {
+        assert_close(&a.probs, &b.probs, &format!("sample {i} probs"));
+        assert_close(&a.debiased, &b.debiased, &format!("sample {i} debiased"));
+        assert_eq!(a.label, b.label, "sample {i}");
+        assert_eq!(b.tau, 1.5);
+        let total: f64 = b.debiased.iter().sum();
+        assert!(
+            (total - 1.0).abs() < 1e-9,
+            "sample {i}: debiased sums to {total}"
+        );
+        let best = (0..b.debiased.len())
+            .max_by(|&x, &y| b.debiased[x].total_cmp(&b.debiased[y]))
+            .unwrap();
+        assert_eq!(
+            b.label, best,
+            "sample {i}: the label is the debiased argmax"
+        );
+        assert_eq!(b.label_name, ["negative", "neutral", "positive"][b.label]);
+    }
+
+    // At τ = 0 the debiased distribution is the classifier's own.
+    let plain = run
+        .predict_many(&utterances[..2], Some(0.0), &device)
+        .unwrap();
+    for p in &plain {
+        assert_close(&p.probs, &p.debiased, "τ = 0");
+    }
+
+    // Audio marked missing is the same as audio zeroed: missing frames enter the model as
+    // zeros, with the input lengths unchanged.
+    let mut zeroed = test.clone();
+    zeroed.audio.iter_mut().for_each(|x| *x = 0.0);
+    let want = run.predict_split(&zeroed, tau, &device).unwrap();
+    let without_audio: Vec<Utterance> = utterances
+        .iter()
+        .cloned()
+        .map(Utterance::without_audio)
+        .collect();
+    let got = run.predict_many(&without_audio, tau, &device).unwrap();
+    for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+        assert_close(
+            &a.debiased,
+            &b.debiased,
+            &format!("sample {i} without audio"),
+        );
+    }
+    assert!(
+        got.iter()
+            .zip(&from_utterances)
+            .any(|(a, b)| a.probs != b.probs),
+        "dropping the audio changes some prediction"
+    );
+
+    // Bad input: one matchable error each.
+    let mut narrow = utterances[0].clone();
+    narrow.audio.values.pop();
+    let error = run.predict(&narrow, &device).unwrap_err();
+    assert!(
+        matches!(&error, Error::Input { what, .. } if what.contains("audio")),
+        "{error}"
+    );
+    let error = run
+        .predict_many(&utterances[..1], Some(-1.0), &device)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Input { what, .. } if what == "tau"),
+        "{error}"
+    );
+    let raw = Utterance::new(
+        Text::Raw("a fine film".into()),
+        utterances[0].audio.clone(),
+        utterances[0].vision.clone(),
+    );
+    let error = run.predict(&raw, &device).unwrap_err();
+    assert!(error.to_string().contains("precomputed"), "{error}");
+    let mut short = utterances[0].clone();
+    short.presence[2] = Presence::Positions(vec![true; 3]);
+    let error = run.predict(&short, &device).unwrap_err();
+    assert!(error.to_string().contains("vision presence"), "{error}");
+    assert!(matches!(
+        run.predict_many(&[], None, &device).unwrap_err(),
+        Error::Input { .. }
+    ));
+}
+
+#[test]
+fn a_folder_that_is_no_run_is_a_matchable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = Run::<Selected>::open(dir.path(), &Default::default()).unwrap_err();
+    assert!(matches!(error, Error::NotARun { .. }), "{error}");
+    let line = error.to_string();
+    assert!(
+        line.contains("config.toml") && !line.contains('\n'),
+        "{line}"
+    );
+}
