@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 fn predict(run_dir: &str) -> Result<(), cider::Error> {
     let device = Default::default();
-    let run = Run::<CpuBackend>::open(run_dir, &device)?;
+    let run = Run::<DefaultBackend>::open(run_dir, &device)?;
     let dataset = run.config.data.load()?;
     let test = dataset.split("test")?;
     let utterance = first_utterance(test)?;

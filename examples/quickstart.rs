@@ -34,7 +34,7 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
     }
     let task = config.task;
     let device = Default::default();
-    Trainer::<CpuTrainingBackend>::open(config, device, false)?
+    Trainer::<DefaultTrainingBackend>::open(config, device, false)?
         .with_progress(false)
         .run(|epoch| {
             println!(
@@ -44,7 +44,7 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
         })?;
 
     // 2. Evaluate the selected model at four missing rates (τ chosen on validation).
-    let run = Run::<CpuBackend>::open(run_dir, &Default::default())?;
+    let run = Run::<DefaultBackend>::open(run_dir, &Default::default())?;
     let data = run.config.data.load()?;
     let protocol = ProtocolConfig {
         rates: vec![0.0, 0.3, 0.6, 0.9],

@@ -31,7 +31,8 @@
 //! ```
 //!
 //! Every function is generic over the Burn backend `B`; [`CpuBackend`] is the default CPU
-//! backend (`flex`), and the `wgpu` and `cuda` features add the GPU ones. Errors are
+//! backend (`flex`), the `wgpu` and `cuda` features add the GPU ones, and [`DefaultBackend`]
+//! is whichever the features select. Errors are
 //! [`Error`], whose variants a caller can match on.
 
 mod error;
@@ -69,6 +70,14 @@ pub type CpuBackend = burn::backend::Flex;
 #[cfg(feature = "flex")]
 pub type CpuTrainingBackend = burn::backend::Autodiff<CpuBackend>;
 
+/// The backend the Cargo features select (`cuda`, else `wgpu`, else `flex`), for inference.
+#[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+pub type DefaultBackend = cider_train::backend::Selected;
+
+/// [`DefaultBackend`] with automatic differentiation, for training.
+#[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+pub type DefaultTrainingBackend = cider_train::backend::SelectedAutodiff;
+
 /// The types most programs need: `use cider::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "flex")]
@@ -77,4 +86,6 @@ pub mod prelude {
         Dataset, Error, EvalMode, Frames, Prediction, Presence, ProtocolConfig, Run, Split, Task,
         TauSelection, Text, TrainConfig, Trainer, Utterance,
     };
+    #[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
+    pub use crate::{DefaultBackend, DefaultTrainingBackend};
 }
