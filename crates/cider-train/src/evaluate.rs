@@ -536,14 +536,14 @@ pub fn run_protocol<B: Backend>(
         data.valid_prototypes,
     )?;
     let tau = valid.best_tau();
-    let validation = valid.at(tau);
+    let validation = valid.at(tau).clone();
 
     let mut results = Vec::with_capacity(points.len());
     for (point, missing) in points {
         let sweep = run(data.evaluated, missing, data.prototypes)?;
         let result = PointResult {
             point,
-            metrics: sweep.at(tau),
+            metrics: sweep.at(tau).clone(),
             oracle: sweep.oracle(),
         };
         on_point(&result);
@@ -558,14 +558,16 @@ pub fn run_protocol<B: Backend>(
     })
 }
 
-/// The metrics of one split's outputs: the full τ sweep, or τ = 0 alone without MACI.
-enum Sweep {
+/// The metrics of one split's outputs: the full τ sweep (MACI), or τ = 0 alone without MACI
+/// or with the linear classifier. Used by the protocol and by the training loop's selection.
+pub(crate) enum Sweep {
     Maci(TauSweep),
     Plain(Metrics),
 }
 
 impl Sweep {
-    fn new(task: Task, out: &Predictions, labels: &[u8]) -> Result<Self, EvalError> {
+    /// The sweep of `out` against `labels`: over τ when `out` has counterfactual outputs.
+    pub(crate) fn new(task: Task, out: &Predictions, labels: &[u8]) -> Result<Self, EvalError> {
         Ok(match &out.cf_pred {
             Some(cf_pred) => Sweep::Maci(TauSweep::new(
                 task,
@@ -579,21 +581,24 @@ impl Sweep {
         })
     }
 
-    fn best_tau(&self) -> Tau {
+    /// τ maximising the headline metric (0 without MACI).
+    pub(crate) fn best_tau(&self) -> Tau {
         match self {
             Sweep::Maci(sweep) => sweep.best_tau(),
             Sweep::Plain(_) => Tau::ZERO,
         }
     }
 
-    fn at(&self, tau: Tau) -> Metrics {
+    /// The metrics at `tau` (the only ones without MACI).
+    pub(crate) fn at(&self, tau: Tau) -> &Metrics {
         match self {
-            Sweep::Maci(sweep) => sweep.at(tau).clone(),
-            Sweep::Plain(metrics) => metrics.clone(),
+            Sweep::Maci(sweep) => sweep.at(tau),
+            Sweep::Plain(metrics) => metrics,
         }
     }
 
-    fn oracle(&self) -> Metrics {
+    /// Every metric maximised over τ separately.
+    pub(crate) fn oracle(&self) -> Metrics {
         match self {
             Sweep::Maci(sweep) => sweep.oracle(),
             Sweep::Plain(metrics) => metrics.clone(),

@@ -27,8 +27,8 @@ use std::time::Instant;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use cider_causal::CausalError;
-use cider_causal::counterfactual::{CfOutputs, Tau, TauSelection, TauSweep};
-use cider_causal::metrics::{self, Metric, Metrics};
+use cider_causal::counterfactual::{Tau, TauSelection};
+use cider_causal::metrics::Metric;
 use cider_causal::model::{Cider, CiderConfig, Classifier, Confounders};
 use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::DataError;
@@ -49,7 +49,7 @@ use crate::checkpoint::{
     STATE_FILE,
 };
 use crate::config::{ConfigError, Selection, TextEncoder, TrainConfig};
-use crate::evaluate::{EvalError, Predictions, predict};
+use crate::evaluate::{EvalError, Predictions, Sweep, predict};
 use crate::mssd::{MissingMasks, MssdBatch, MssdConfig, StepLosses, mssd_step};
 use crate::optim::{CiderAdamConfig, GroupedAdam};
 
@@ -753,18 +753,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.device,
         )?;
         let task = self.config.task;
-        let labels = split.labels(task);
-        Ok(match &out.cf_pred {
-            Some(cf_pred) => Sweep::Maci(TauSweep::new(
-                task,
-                &CfOutputs {
-                    pred: &out.pred,
-                    cf_pred,
-                    labels,
-                },
-            )?),
-            None => Sweep::Plain(metrics::evaluate(task, &out.pred, labels)?),
-        })
+        Ok(Sweep::new(task, &out, split.labels(task))?)
     }
 
     /// Replaces `best/` with the current model, its selection record and the MACI state.
@@ -805,35 +794,6 @@ impl<B: AutodiffBackend> Trainer<B> {
         checkpoint::write_file_atomically(&dir.join(METRICS_CSV), |f| f.write_all(csv.as_bytes()))?;
         checkpoint::write_json_atomically(&dir.join(METRICS_JSON), &self.state.history)?;
         Ok(())
-    }
-}
-
-/// The metrics of one split: the τ sweep (MACI) or τ = 0 alone (linear classifier).
-enum Sweep {
-    Maci(TauSweep),
-    Plain(Metrics),
-}
-
-impl Sweep {
-    fn best_tau(&self) -> Tau {
-        match self {
-            Sweep::Maci(sweep) => sweep.best_tau(),
-            Sweep::Plain(_) => Tau::ZERO,
-        }
-    }
-
-    fn at(&self, tau: Tau) -> &Metrics {
-        match self {
-            Sweep::Maci(sweep) => sweep.at(tau),
-            Sweep::Plain(metrics) => metrics,
-        }
-    }
-
-    fn oracle(&self) -> Metrics {
-        match self {
-            Sweep::Maci(sweep) => sweep.oracle(),
-            Sweep::Plain(metrics) => metrics.clone(),
-        }
     }
 }
 
