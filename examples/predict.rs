@@ -31,7 +31,7 @@ fn predict(run_dir: &str) -> Result<(), cider::Error> {
     let run = Run::<DefaultBackend>::open(run_dir, &device)?;
     let dataset = run.config.data.load()?;
     let test = dataset.split("test")?;
-    let utterance = first_utterance(test)?;
+    let utterance = Utterance::from_sample(test, 0)?;
     println!(
         "run {run_dir}, test sample {:?}, true label {}",
         test.id[0],
@@ -51,30 +51,4 @@ fn predict(run_dir: &str) -> Result<(), cider::Error> {
         );
     }
     Ok(())
-}
-
-/// The first sample of a split as an utterance: its text features and WordPiece ids, audio
-/// `[frames, d_a]` and vision `[frames, d_v]`.
-fn first_utterance(split: &Split) -> Result<Utterance, cider::Error> {
-    let d = split.dims;
-    let features = split.text_features.as_ref().ok_or_else(|| {
-        cider::Error::input(
-            "text",
-            "this example needs a split with precomputed text features",
-        )
-    })?;
-    let len = split.text_len[0];
-    let text = Text::Features {
-        values: features[..len * d.d_l].to_vec(),
-        ids: split.text_ids[..len].to_vec(),
-    };
-    let audio = Frames {
-        values: split.audio[..split.audio_len[0] * d.d_a].to_vec(),
-        frames: split.audio_len[0],
-    };
-    let vision = Frames {
-        values: split.vision[..split.vision_len[0] * d.d_v].to_vec(),
-        frames: split.vision_len[0],
-    };
-    Ok(Utterance::new(text, audio, vision))
 }

@@ -66,26 +66,7 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
 
     // 3. Predict the first test utterance, complete and without its audio.
     let test = data.split("test")?;
-    let d = test.dims;
-    let features = test
-        .text_features
-        .as_ref()
-        .expect("synthetic data has text features");
-    let tokens = test.text_len[0];
-    let utterance = Utterance::new(
-        Text::Features {
-            values: features[..tokens * d.d_l].to_vec(),
-            ids: test.text_ids[..tokens].to_vec(),
-        },
-        Frames {
-            values: test.audio[..test.audio_len[0] * d.d_a].to_vec(),
-            frames: test.audio_len[0],
-        },
-        Frames {
-            values: test.vision[..test.vision_len[0] * d.d_v].to_vec(),
-            frames: test.vision_len[0],
-        },
-    );
+    let utterance = Utterance::from_sample(test, 0)?;
     println!("\ntest utterance 0, true label {}", test.label(task, 0));
     for (what, utterance) in [
         ("complete", utterance.clone()),

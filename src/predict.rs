@@ -94,6 +94,43 @@ impl Utterance {
         }
     }
 
+    /// Sample `i` of a dataset split as a complete utterance: its precomputed text features
+    /// with their WordPiece ids when the split has them, else its token ids; its real audio
+    /// and vision frames.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `i` is out of range.
+    pub fn from_sample(split: &Split, i: usize) -> Result<Self, Error> {
+        if i >= split.n {
+            return Err(Error::input(
+                "sample",
+                format!(
+                    "index {i} is out of range for split `{}` of {} samples",
+                    split.name, split.n
+                ),
+            ));
+        }
+        let d = split.dims;
+        let tokens = split.text_len[i].min(d.t_l);
+        let ids = split.text_ids[i * d.t_l..i * d.t_l + tokens].to_vec();
+        let text = match &split.text_features {
+            Some(features) => Text::Features {
+                values: features[i * d.t_l * d.d_l..(i * d.t_l + tokens) * d.d_l].to_vec(),
+                ids,
+            },
+            None => Text::Tokens(ids),
+        };
+        let frames = |values: &[f32], t: usize, width: usize, len: usize| Frames {
+            values: values[i * t * width..(i * t + len) * width].to_vec(),
+            frames: len,
+        };
+        Ok(Utterance::new(
+            text,
+            frames(&split.audio, d.t_a, d.d_a, split.audio_len[i]),
+            frames(&split.vision, d.t_v, d.d_v, split.vision_len[i]),
+        ))
+    }
+
     /// The same utterance with the audio missing altogether.
     pub fn without_audio(mut self) -> Self {
         self.presence[1] = Presence::Missing;

@@ -9,29 +9,6 @@ use cider_train::backend::Selected;
 mod common;
 use common::tiny_run;
 
-/// Sample `i` of `split` as an utterance: its text features and ids, audio and vision frames.
-fn utterance_of(split: &Split, i: usize) -> Utterance {
-    let d = split.dims;
-    let len = split.text_len[i];
-    let features = split
-        .text_features
-        .as_ref()
-        .expect("the tiny data has text features");
-    let text = Text::Features {
-        values: features[i * d.t_l * d.d_l..(i * d.t_l + len) * d.d_l].to_vec(),
-        ids: split.text_ids[i * d.t_l..i * d.t_l + len].to_vec(),
-    };
-    let frames = |values: &[f32], t: usize, width: usize, n: usize| Frames {
-        values: values[i * t * width..(i * t + n) * width].to_vec(),
-        frames: n,
-    };
-    Utterance::new(
-        text,
-        frames(&split.audio, d.t_a, d.d_a, split.audio_len[i]),
-        frames(&split.vision, d.t_v, d.d_v, split.vision_len[i]),
-    )
-}
-
 fn assert_close(a: &[f64], b: &[f64], context: &str) {
     assert_eq!(a.len(), b.len(), "{context}");
     for (x, y) in a.iter().zip(b) {
@@ -51,7 +28,9 @@ fn a_trained_run_predicts_splits_and_utterances_alike() {
 
     let from_split = run.predict_split(test, tau, &device).unwrap();
     assert_eq!(from_split.len(), test.n);
-    let utterances: Vec<Utterance> = (0..test.n).map(|i| utterance_of(test, i)).collect();
+    let utterances: Vec<Utterance> = (0..test.n)
+        .map(|i| Utterance::from_sample(test, i).unwrap())
+        .collect();
     let from_utterances = run.predict_many(&utterances, tau, &device).unwrap();
     for (i, (a, b)) in from_split.iter().zip(&from_utterances).enumerate() {
         assert_close(&a.probs, &b.probs, &format!("sample {i} probs"));
@@ -136,6 +115,8 @@ fn a_trained_run_predicts_splits_and_utterances_alike() {
         run.predict_many(&[], None, &device).unwrap_err(),
         Error::Input { .. }
     ));
+    let error = Utterance::from_sample(test, test.n).unwrap_err();
+    assert!(error.to_string().contains("out of range"), "{error}");
 }
 
 #[test]
