@@ -4,6 +4,22 @@
 //!
 //! Nothing here executes Python: the pickle reader is a restricted machine that rebuilds
 //! plain containers and NumPy arrays and refuses every other global.
+//!
+//! ```
+//! use cider_data::missing::{EvalMissing, eval_view};
+//! use cider_data::synth::{SynthConfig, generate};
+//!
+//! // The built-in synthetic dataset (MOSI aligned layout), then RMFM at rate 0.3 on its test
+//! // split with the reference's evaluation seed.
+//! let small = SynthConfig { n_train: 30, n_valid: 10, n_test: 20, ..SynthConfig::default() };
+//! let data = generate(&small)?;
+//! let test = data.split("test")?;
+//! let view = eval_view(test, EvalMissing::Rmfm { rate: 0.3 }, 1111)?;
+//! let present = view.audio_missing.iter().filter(|&&m| m == 1).count();
+//! let valid: usize = test.audio_len.iter().sum();
+//! assert!(present < valid, "some audio frames are missing");
+//! # Ok::<(), cider_data::DataError>(())
+//! ```
 
 pub mod batch;
 pub mod bias;
