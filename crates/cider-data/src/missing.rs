@@ -173,14 +173,16 @@ impl MissingView {
     /// every evaluation mode.
     ///
     /// # Errors
-    /// [`DataError::Invalid`] for a mask whose length is not `N·T` or that holds a value
-    /// other than 0 and 1.
+    /// [`DataError::Invalid`] for a split whose arrays disagree with its layout (as
+    /// [`eval_view`]), and for a mask whose length is not `N·T` or that holds a value other
+    /// than 0 and 1.
     pub fn from_masks(
         split: &Split,
         text_missing: &[u8],
         audio_missing: &[u8],
         vision_missing: &[u8],
     ) -> Result<Self, DataError> {
+        check_split(split)?;
         let Dims { t_l, t_a, t_v, .. } = split.dims;
         let n = split.n;
         let check = |name: &str, mask: &[u8], t: usize| {
@@ -216,9 +218,7 @@ impl MissingView {
             .chunks_exact_mut(t_l)
             .zip(split.text_mask.chunks_exact(t_l))
         {
-            if inmask.first() == Some(&1) {
-                force_cls_sep(row, inmask);
-            }
+            force_cls_sep(row, inmask);
         }
         let audio = within_lengths(audio_missing, &split.audio_len, t_a);
         let vision = within_lengths(vision_missing, &split.vision_len, t_v);
@@ -824,6 +824,43 @@ mod tests {
             [special::CLS, 1001, special::UNK, special::SEP, 0]
         );
         check_rules(&split, &all(&split), &v);
+    }
+
+    /// Caller masks are cut to the input masks, `[CLS]`/`[SEP]` stay present, and a mask of the
+    /// wrong length or with a value other than 0/1 is refused.
+    #[test]
+    fn caller_masks_keep_the_rules_and_bad_masks_are_refused() {
+        let split = toy_split([5, 4, 3], &[4, 5], &[3, 4], &[2, 0]);
+        let v = MissingView::from_masks(
+            &split,
+            &[0, 0, 1, 0, 1, 1, 0, 0, 0, 0],
+            &[1, 1, 1, 1, 0, 1, 0, 1],
+            &[1, 0, 1, 1, 1, 1],
+        )
+        .unwrap();
+        // Text: CLS (0) and SEP (len − 1) forced present; position 4 of sample 0 is padding.
+        assert_eq!(v.text_missing, [1, 0, 1, 1, 0, 1, 0, 0, 0, 1]);
+        // Audio: sample 0 has 3 frames, so its 4th is padding.
+        assert_eq!(v.audio_missing, [1, 1, 1, 0, 0, 1, 0, 1]);
+        // Vision: sample 0 has 2 frames, sample 1 none.
+        assert_eq!(v.vision_missing, [1, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            v.text_m_ids[..5],
+            [special::CLS, special::UNK, 1002, special::SEP, 0]
+        );
+        check_rules(&split, &all(&split), &v);
+
+        let ones = |len: usize| vec![1u8; len];
+        let short = MissingView::from_masks(&split, &ones(9), &ones(8), &ones(6)).unwrap_err();
+        assert!(short.to_string().contains("text missing mask"), "{short}");
+        assert!(short.to_string().contains("[2, 5]"), "{short}");
+        let mut two = ones(8);
+        two[3] = 2;
+        let bad = MissingView::from_masks(&split, &ones(10), &two, &ones(6)).unwrap_err();
+        assert!(
+            bad.to_string().contains("audio missing mask") && bad.to_string().contains("index 3"),
+            "{bad}"
+        );
     }
 
     #[test]
