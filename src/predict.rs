@@ -6,11 +6,12 @@
 //! is the label; any τ ≥ 0 is accepted, not only the evaluation grid's.
 
 use burn::tensor::backend::Backend;
+use cider_causal::counterfactual::debiased_scores_at;
+use cider_causal::metrics::argmax;
 use cider_causal::prototypes::Prototypes;
 use cider_data::bias::counterfactual_ids;
 use cider_data::dataset::{Dims, Split, Task, special, three_way_label};
 use cider_data::missing::MissingView;
-use cider_model::hf::HfBertFolder;
 use cider_train::config::TextEncoder;
 use cider_train::evaluate::{Debiasing, EVAL_BATCH_SIZE, predict};
 
@@ -268,12 +269,7 @@ impl<B: Backend> Run<B> {
         let names = class_names(self.task());
         let c = out.classes;
         let scores: Vec<f64> = match &out.cf_pred {
-            Some(cf) => out
-                .pred
-                .iter()
-                .zip(cf)
-                .map(|(&l, &l_cf)| f64::from(l) - tau * f64::from(l_cf))
-                .collect(),
+            Some(cf) => debiased_scores_at(&out.pred, cf, tau)?,
             None => out.pred.iter().map(|&l| f64::from(l)).collect(),
         };
         Ok(out
@@ -281,7 +277,7 @@ impl<B: Backend> Run<B> {
             .chunks_exact(c)
             .zip(scores.chunks_exact(c))
             .map(|(pred, s)| {
-                let label = argmax(s);
+                let label = usize::from(argmax(s));
                 Prediction {
                     probs: pred.iter().map(|&l| f64::from(l).exp()).collect(),
                     debiased: softmax(s),
@@ -310,10 +306,6 @@ impl<B: Backend> Run<B> {
         };
         let n = utterances.len();
         let reads_features = self.config.model.text_encoder == TextEncoder::Precomputed;
-        let tokenizer = match (&self.config.model.bert_dir, reads_features) {
-            (Some(dir), false) => Some(HfBertFolder::open(dir)?.tokenizer(dims.t_l)?),
-            _ => None,
-        };
         let mut split = Split {
             name: "utterances".into(),
             n,
@@ -338,18 +330,18 @@ impl<B: Backend> Run<B> {
         };
         for (i, utterance) in utterances.iter().enumerate() {
             let what = |part: &str| format!("utterance {i}: {part}");
-            let ids = match (&utterance.text, reads_features, &tokenizer) {
-                (Text::Raw(text), false, Some(tokenizer)) => {
+            let ids = match (&utterance.text, reads_features) {
+                (Text::Raw(text), false) => {
                     split.raw_text.push(text.clone());
-                    let rows = tokenizer.encode(text)?;
+                    let rows = self.tokenizer()?.encode(text)?;
                     let len = rows.attention_mask.iter().filter(|&&m| m != 0).count();
                     rows.ids[..len].to_vec()
                 }
-                (Text::Tokens(ids), false, _) => {
+                (Text::Tokens(ids), false) => {
                     split.raw_text.push(String::new());
                     ids.clone()
                 }
-                (Text::Features { values, ids }, true, _) => {
+                (Text::Features { values, ids }, true) => {
                     split.raw_text.push(String::new());
                     let features = split.text_features.as_mut().expect("features are kept");
                     features.extend(
@@ -364,23 +356,17 @@ impl<B: Backend> Run<B> {
                     );
                     ids.clone()
                 }
-                (_, true, _) => {
+                (_, true) => {
                     return Err(Error::input(
                         &what("text"),
                         "this model reads precomputed text features (model.text_encoder = \
                          \"precomputed\"): give Text::Features",
                     ));
                 }
-                (Text::Features { .. }, false, _) => {
+                (Text::Features { .. }, false) => {
                     return Err(Error::input(
                         &what("text"),
                         "this model encodes text with BERT: give Text::Raw or Text::Tokens",
-                    ));
-                }
-                (Text::Raw(_), false, None) => {
-                    return Err(Error::input(
-                        &what("text"),
-                        "the run names no BERT folder (model.bert_dir) to tokenise raw text",
                     ));
                 }
             };
@@ -484,7 +470,6 @@ fn presence_masks(split: &Split, utterances: &[Utterance]) -> Result<[Vec<u8>; 3
                 Presence::Positions(present) if present.len() == lens[m] => {
                     let mut row: Vec<u8> = present.iter().map(|&p| u8::from(p)).collect();
                     row.resize(t, 0);
-                    row.truncate(t);
                     row
                 }
                 Presence::Positions(present) => {
@@ -499,16 +484,6 @@ fn presence_masks(split: &Split, utterances: &[Utterance]) -> Result<[Vec<u8>; 3
         }
     }
     Ok(masks)
-}
-
-fn argmax(row: &[f64]) -> usize {
-    let mut best = 0;
-    for (k, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = k;
-        }
-    }
-    best
 }
 
 fn softmax(row: &[f64]) -> Vec<f64> {

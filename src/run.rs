@@ -2,12 +2,15 @@
 //! priors, the τ chosen on validation and, for a BERT model, the tokenizer's folder.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use burn::tensor::backend::Backend;
 use cider_causal::model::{Cider, CiderConfig, Classifier};
 use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::bias::bias_words;
 use cider_data::dataset::{Dataset, Split, Task};
+use cider_model::hf::HfBertFolder;
+use cider_model::tokenize::WordPieceTokenizer;
 use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
 use cider_train::config::TrainConfig;
 use cider_train::evaluate::{
@@ -35,6 +38,8 @@ pub struct Run<B: Backend> {
     pub maci: Option<MaciState>,
     /// `state.json`: the epoch and validation τ of the model, if present.
     pub best: Option<BestInfo>,
+    /// The BERT tokenizer of `model.bert_dir`, read on the first raw text and kept.
+    tokenizer: OnceLock<WordPieceTokenizer>,
 }
 
 impl<B: Backend> Run<B> {
@@ -80,7 +85,26 @@ impl<B: Backend> Run<B> {
             model,
             maci,
             best,
+            tokenizer: OnceLock::new(),
         })
+    }
+
+    /// The run's BERT tokenizer (to `T_l` tokens), read from `model.bert_dir` on first use.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when the run names no BERT folder; an unreadable folder or tokenizer.
+    pub fn tokenizer(&self) -> Result<&WordPieceTokenizer, Error> {
+        if let Some(tokenizer) = self.tokenizer.get() {
+            return Ok(tokenizer);
+        }
+        let dir = self.config.model.bert_dir.as_ref().ok_or_else(|| {
+            Error::input(
+                "text",
+                "the run names no BERT folder (model.bert_dir) to tokenise raw text",
+            )
+        })?;
+        let tokenizer = HfBertFolder::open(dir)?.tokenizer(self.model_config.network.t_l)?;
+        Ok(self.tokenizer.get_or_init(|| tokenizer))
     }
 
     /// The run's task (3 or 7 classes).

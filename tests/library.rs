@@ -115,6 +115,20 @@ fn a_trained_run_predicts_splits_and_utterances_alike() {
         run.predict_many(&[], None, &device).unwrap_err(),
         Error::Input { .. }
     ));
+    let mut not_finite = utterances[0].clone();
+    not_finite.vision.values[1] = f32::NAN;
+    let error = run.predict(&not_finite, &device).unwrap_err();
+    assert!(
+        matches!(&error, Error::Input { what, message } if what.contains("vision") && message.contains("non-finite")),
+        "{error}"
+    );
+    let tokens = Utterance::new(
+        Text::Tokens(vec![101, 2204, 102]),
+        utterances[0].audio.clone(),
+        utterances[0].vision.clone(),
+    );
+    let error = run.predict(&tokens, &device).unwrap_err();
+    assert!(error.to_string().contains("precomputed"), "{error}");
     let error = Utterance::from_sample(test, test.n).unwrap_err();
     assert!(error.to_string().contains("out of range"), "{error}");
 }

@@ -76,13 +76,31 @@ pub fn debiased_scores<T: Copy + Into<f64>>(
     cf_pred: &[T],
     tau: Tau,
 ) -> Result<Vec<f64>, CausalError> {
+    debiased_scores_at(pred, cf_pred, tau.value())
+}
+
+/// [`debiased_scores`] at any `τ ≥ 0`, not only a grid point (a τ saved with a model, or one a
+/// caller chooses).
+///
+/// # Errors
+/// As [`debiased_scores`], and [`CausalError::Invalid`] for a τ that is negative or not finite.
+pub fn debiased_scores_at<T: Copy + Into<f64>>(
+    pred: &[T],
+    cf_pred: &[T],
+    tau: f64,
+) -> Result<Vec<f64>, CausalError> {
+    if !(tau.is_finite() && tau >= 0.0) {
+        return Err(CausalError::Invalid {
+            what: "τ".into(),
+            message: format!("{tau}: expected a finite τ ≥ 0"),
+        });
+    }
     let (pred, cf_pred) = checked_pair(pred, cf_pred)?;
     Ok(debias(&pred, &cf_pred, tau))
 }
 
 /// `s_τ` from checked `f64` inputs.
-fn debias(pred: &[f64], cf_pred: &[f64], tau: Tau) -> Vec<f64> {
-    let tau = tau.value();
+fn debias(pred: &[f64], cf_pred: &[f64], tau: f64) -> Vec<f64> {
     pred.iter()
         .zip(cf_pred)
         .map(|(&l, &l_cf)| l - tau * l_cf)
@@ -133,7 +151,9 @@ impl TauSweep {
     ) -> Result<Self, CausalError> {
         let (pred, cf_pred) = checked_pair(outputs.pred, outputs.cf_pred)?;
         let per_tau = Tau::grid()
-            .map(|tau| metrics::evaluate(task, &debias(&pred, &cf_pred, tau), outputs.labels))
+            .map(|tau| {
+                metrics::evaluate(task, &debias(&pred, &cf_pred, tau.value()), outputs.labels)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self { per_tau })
     }
@@ -261,6 +281,15 @@ mod tests {
             debiased_scores(&[0.0f32, 1.0], &[0.0f32], tau),
             Err(CausalError::Length { .. })
         ));
+        // Off the grid: −1 − 0.25·(−2) = −0.5; −0.5 − 0.25·(−0.25) = −0.4375.
+        let s = debiased_scores_at(&[-1.0f32, -0.5], &[-2.0f32, -0.25], 0.25).unwrap();
+        assert_eq!(s, vec![-0.5, -0.4375]);
+        for bad in [-0.1, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                debiased_scores_at(&[0.0f32], &[0.0f32], bad),
+                Err(CausalError::Invalid { .. })
+            ));
+        }
     }
 
     /// Two samples whose decision flips with τ, so that the τ choice is visible.

@@ -272,7 +272,8 @@ pub(crate) fn check_labels(what: &str, labels: &[u8], classes: usize) -> Result<
 }
 
 /// Index of the largest value of a non-empty, NaN-free row; the first one on ties (NumPy).
-fn argmax(row: &[f64]) -> u8 {
+/// The index of the largest score of one row, the first on ties (NumPy's `argmax`).
+pub fn argmax(row: &[f64]) -> u8 {
     let mut best = 0;
     for (j, &v) in row.iter().enumerate().skip(1) {
         if v > row[best] {

@@ -34,6 +34,7 @@ pub struct TextBertRows {
 }
 
 /// A BERT WordPiece tokenizer producing fixed-length `text_bert` rows of length `T_l`.
+#[derive(Debug)]
 pub struct WordPieceTokenizer {
     tokenizer: Tokenizer,
     source_name: String,
