@@ -3,11 +3,18 @@
 //!
 //! The reader modules of `crates/cider-data` are compiled into this target directly (`#[path]`)
 //! rather than through the `cider-data` crate, whose Burn dependency would otherwise be built
-//! with sanitizer instrumentation for every fuzzing session. They only use each other, `value`
-//! and `error`. Run with `cargo +nightly fuzz run pickle_reader` (docs/fuzzing.md).
+//! with sanitizer instrumentation for every fuzzing session. They only use each other,
+//! `elements`, `atomic_write`, `value` and `error`. Run with `cargo +nightly fuzz run
+//! pickle_reader` (docs/fuzzing.md).
 
 #![no_main]
 
+#[path = "../../crates/cider-data/src/atomic_write.rs"]
+#[allow(dead_code)]
+mod atomic_write;
+#[path = "../../crates/cider-data/src/elements.rs"]
+#[allow(dead_code)]
+mod elements;
 #[path = "../../crates/cider-data/src/error.rs"]
 #[allow(dead_code)]
 mod error;
@@ -17,7 +24,7 @@ mod joblib;
 #[path = "../../crates/cider-data/src/npy.rs"]
 #[allow(dead_code)]
 mod npy;
-#[path = "../../crates/cider-data/src/pickle.rs"]
+#[path = "../../crates/cider-data/src/pickle/mod.rs"]
 #[allow(dead_code)]
 mod pickle;
 #[path = "../../crates/cider-data/src/pickle_write.rs"]

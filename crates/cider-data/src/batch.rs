@@ -200,7 +200,10 @@ pub enum Order {
     /// File order (evaluation; matters for the reference's batch-indexed positions, docs/method.md §11.1).
     Sequential,
     /// A fresh permutation per epoch, from `(seed, epoch)`.
-    Shuffled { seed: u64 },
+    Shuffled {
+        /// The training seed.
+        seed: u64,
+    },
 }
 
 /// The sample indices of each batch of an epoch: `ceil(n / batch_size)` batches, the last one

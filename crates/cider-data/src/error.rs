@@ -9,20 +9,30 @@ pub enum DataError {
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
 
     /// An array whose element count disagrees with its shape.
     #[error("array of shape {shape:?} cannot hold {len} elements")]
-    ArrayShape { shape: Vec<usize>, len: usize },
+    ArrayShape {
+        /// The shape.
+        shape: Vec<usize>,
+        /// The number of elements given.
+        len: usize,
+    },
 
     /// A malformed or truncated pickle stream.
     #[error("{file}: bad pickle at byte {offset}: {message}")]
     Pickle {
+        /// The file involved.
         file: String,
+        /// Byte offset in the stream.
         offset: usize,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
@@ -31,62 +41,101 @@ pub enum DataError {
         "{file}: refused pickle global `{module}.{name}` at byte {offset} (only NumPy array reconstruction and plain containers are allowed)"
     )]
     ForbiddenGlobal {
+        /// The file involved.
         file: String,
+        /// Byte offset in the stream.
         offset: usize,
+        /// The module of the global.
         module: String,
+        /// The name of the global.
         name: String,
     },
 
     /// A malformed joblib container.
     #[error("{file}: bad joblib file: {message}")]
-    Joblib { file: String, message: String },
+    Joblib {
+        /// The file involved.
+        file: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A malformed `.npy` / `.npz` file.
     #[error("{file}: bad npy data: {message}")]
-    Npy { file: String, message: String },
+    Npy {
+        /// The file involved.
+        file: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A required key is absent.
     #[error("{file}: missing key `{key}` (expected {expected})")]
     MissingKey {
+        /// The file involved.
         file: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// What was expected.
         expected: String,
     },
 
     /// A value of the wrong type or dtype.
     #[error("{file}: key `{key}` has type {found}, expected {expected}")]
     WrongType {
+        /// The file involved.
         file: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// What was expected.
         expected: String,
+        /// What was found.
         found: String,
     },
 
     /// An array of the wrong shape.
     #[error("{file}: key `{key}` has shape {found:?}, expected {expected}")]
     Shape {
+        /// The file involved.
         file: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// What was expected.
         expected: String,
+        /// What was found.
         found: Vec<usize>,
     },
 
     /// A bad value (label out of range, length beyond the padded size, NaN where none may be…).
     #[error("{file}: key `{key}` at index {index}: {message}")]
     Value {
+        /// The file involved.
         file: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// Position of the offending value.
         index: usize,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
     /// A split with no sample.
     #[error("{file}: split `{split}` is empty")]
-    EmptySplit { file: String, split: String },
+    EmptySplit {
+        /// The file involved.
+        file: String,
+        /// The split involved.
+        split: String,
+    },
 
     /// An invalid option (missing rate outside [0, 1], unknown layout name…).
     #[error("invalid {what}: {message}")]
-    Invalid { what: String, message: String },
+    Invalid {
+        /// The input involved.
+        what: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 }
 
 impl DataError {

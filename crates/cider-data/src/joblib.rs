@@ -21,8 +21,8 @@ use std::path::Path;
 
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 
+use crate::elements::{RawDType, decode, element_count};
 use crate::error::DataError;
-use crate::npy::{self, RawDType};
 use crate::pickle::{Extension, StateItem, Stream};
 use crate::value::{DType, NumpyArray, PyValue};
 
@@ -212,7 +212,7 @@ impl Wrapper {
             None => return Err("state has no `order`".to_string()),
         };
         let dtype = dtype.ok_or("state has no `dtype`")?;
-        npy::element_count(&shape).ok_or_else(|| format!("shape {shape:?} overflows"))?;
+        element_count(&shape).ok_or_else(|| format!("shape {shape:?} overflows"))?;
         Ok(Wrapper {
             shape,
             fortran,
@@ -234,7 +234,7 @@ impl Wrapper {
                 )
             })?;
         }
-        let needed = npy::element_count(&self.shape)
+        let needed = element_count(&self.shape)
             .and_then(|n| n.checked_mul(self.dtype.item_size()))
             .ok_or_else(|| format!("shape {:?} overflows", self.shape))?;
         let data = stream.take(needed).ok_or_else(|| {
@@ -246,7 +246,7 @@ impl Wrapper {
             )
         })?;
         stream.charge(needed).map_err(|e| e.to_string())?;
-        npy::decode(data, self.dtype, &self.shape, self.fortran)
+        decode(data, self.dtype, &self.shape, self.fortran)
     }
 
     /// Reads the inner pickle of an object array.
@@ -279,7 +279,7 @@ mod tests {
     use flate2::write::ZlibEncoder;
 
     use super::*;
-    use crate::pickle::testkit::{check, check_mmsa, fixtures, json, testdata};
+    use crate::testkit::{check, check_mmsa, fixtures, json, testdata};
 
     fn zlib(bytes: &[u8]) -> Vec<u8> {
         let mut encoder = ZlibEncoder::new(Vec::new(), Compression::new(3));

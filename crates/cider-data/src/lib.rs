@@ -1,6 +1,7 @@
 //! Data for CIDer (docs/method.md §2–§4): pure-Rust readers for MMSA / CIDer files (pickle, joblib,
 //! `.npy` / `.npz`), datasets and labels, missing-modality simulation, bias words and
-//! counterfactual text, the built-in synthetic dataset, and batching into Burn tensors.
+//! counterfactual text, the built-in synthetic dataset, and batching into Burn tensors (also as
+//! a Burn `Dataset` and `Batcher`, [`burn_dataset`]).
 //!
 //! Nothing here executes Python: the pickle reader is a restricted machine that rebuilds
 //! plain containers and NumPy arrays and refuses every other global.
@@ -21,9 +22,14 @@
 //! # Ok::<(), cider_data::DataError>(())
 //! ```
 
+#![warn(missing_docs)]
+
+mod atomic_write;
 pub mod batch;
 pub mod bias;
+pub mod burn_dataset;
 pub mod dataset;
+mod elements;
 pub mod error;
 pub mod joblib;
 pub mod missing;
@@ -34,6 +40,11 @@ pub mod pickle;
 pub mod pickle_write;
 pub mod synth;
 pub mod value;
+
+#[cfg(test)]
+mod corrupt_corpus;
+#[cfg(test)]
+mod testkit;
 
 pub use error::DataError;
 pub use value::{ArrayData, DType, NumpyArray, PyValue};

@@ -8,12 +8,18 @@
 //! the list of elements for object arrays. Globals and dtypes are memoized and reused.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
+use crate::atomic_write::write_atomically;
+use crate::elements::{ByteOrder, RawDType, append_le_bytes};
 use crate::error::DataError;
-use crate::npy::{self, ByteOrder, RawDType};
 use crate::pickle::MAX_DEPTH;
+use crate::pickle::opcodes::{
+    APPENDS, BINBYTES, BINBYTES8, BINFLOAT, BININT, BININT1, BININT2, BINUNICODE, BINUNICODE8,
+    BUILD, EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, LONG_BINGET, LONG1, MARK, MEMOIZE, NEWFALSE,
+    NEWTRUE, NONE, PROTO, REDUCE, SETITEMS, SHORT_BINBYTES, SHORT_BINUNICODE, STACK_GLOBAL, STOP,
+    TUPLE, TUPLE1, TUPLE3,
+};
 use crate::value::{ArrayData, DType, NumpyArray, PyValue};
 
 /// Serialises `value` as a protocol 4 pickle.
@@ -31,64 +37,6 @@ pub fn to_path(value: &PyValue, path: impl AsRef<Path>) -> Result<(), DataError>
     let bytes = to_bytes(value)?;
     write_atomically(path.as_ref(), &bytes)
 }
-
-/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it over `path`.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let name = path.file_name().ok_or_else(|| DataError::Invalid {
-        what: "output path".to_string(),
-        message: format!("{} has no file name", path.display()),
-    })?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        // Best effort: the temporary file may not exist.
-        let _ = std::fs::remove_file(&temp);
-        DataError::io(path, e)
-    })
-}
-
-const PROTO: u8 = 0x80;
-const STOP: u8 = b'.';
-const MARK: u8 = b'(';
-const NONE: u8 = b'N';
-const NEWTRUE: u8 = 0x88;
-const NEWFALSE: u8 = 0x89;
-const BININT: u8 = b'J';
-const BININT1: u8 = b'K';
-const BININT2: u8 = b'M';
-const LONG1: u8 = 0x8a;
-const BINFLOAT: u8 = b'G';
-const SHORT_BINUNICODE: u8 = 0x8c;
-const BINUNICODE: u8 = b'X';
-const BINUNICODE8: u8 = 0x8d;
-const SHORT_BINBYTES: u8 = b'C';
-const BINBYTES: u8 = b'B';
-const BINBYTES8: u8 = 0x8e;
-const EMPTY_LIST: u8 = b']';
-const APPENDS: u8 = b'e';
-const EMPTY_TUPLE: u8 = b')';
-const TUPLE: u8 = b't';
-const TUPLE1: u8 = 0x85;
-const TUPLE3: u8 = 0x87;
-const EMPTY_DICT: u8 = b'}';
-const SETITEMS: u8 = b'u';
-const STACK_GLOBAL: u8 = 0x93;
-const REDUCE: u8 = b'R';
-const BUILD: u8 = b'b';
-const MEMOIZE: u8 = 0x94;
-const LONG_BINGET: u8 = b'j';
 
 /// Items per APPENDS / SETITEMS batch, as CPython writes them.
 const BATCH: usize = 1000;
@@ -294,7 +242,7 @@ impl Writer {
                     order: ByteOrder::Little,
                 };
                 self.bytes_header(data.len() * dtype.item_size());
-                npy::append_le_bytes(data, &mut self.out);
+                append_le_bytes(data, &mut self.out);
             }
         }
         self.out.extend_from_slice(&[TUPLE, BUILD]);
@@ -305,7 +253,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pickle::testkit::testdata;
+    use crate::testkit::testdata;
     use crate::value::ArrayData;
 
     fn array(shape: &[usize], data: ArrayData) -> PyValue {

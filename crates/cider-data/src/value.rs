@@ -7,11 +7,17 @@ use crate::error::DataError;
 /// A NumPy element type we can read and write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
+    /// `float32`.
     F32,
+    /// `float64`.
     F64,
+    /// `int64`.
     I64,
+    /// `int32`.
     I32,
+    /// `uint8`.
     U8,
+    /// `bool`.
     Bool,
     /// `dtype('O')`: an array of Python objects (strings in MMSA files).
     Object,
@@ -35,12 +41,19 @@ impl DType {
 /// The elements of an array, one variant per [`DType`], in C order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArrayData {
+    /// `float32` elements.
     F32(Vec<f32>),
+    /// `float64` elements.
     F64(Vec<f64>),
+    /// `int64` elements.
     I64(Vec<i64>),
+    /// `int32` elements.
     I32(Vec<i32>),
+    /// `uint8` elements.
     U8(Vec<u8>),
+    /// `bool` elements.
     Bool(Vec<bool>),
+    /// Python objects (`dtype('O')`).
     Object(Vec<PyValue>),
 }
 
@@ -153,16 +166,25 @@ impl NumpyArray {
 /// A Python value rebuilt from a pickle. Only plain data: no object is ever constructed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PyValue {
+    /// `None`.
     None,
+    /// `True` / `False`.
     Bool(bool),
+    /// An `int` that fits in 64 bits.
     Int(i64),
+    /// A `float`.
     Float(f64),
+    /// A `str`.
     Str(String),
+    /// A `bytes` object.
     Bytes(Vec<u8>),
+    /// A `list`.
     List(Vec<PyValue>),
+    /// A `tuple`.
     Tuple(Vec<PyValue>),
     /// Key/value pairs in insertion order.
     Dict(Vec<(PyValue, PyValue)>),
+    /// A NumPy array or scalar.
     Array(NumpyArray),
 }
 
