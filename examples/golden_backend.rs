@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cider_causal::golden::check_golden;
+use cider_maci::golden::check_golden;
 use cider_train::backend::{NAME, Selected, SelectedAutodiff};
 use cider_train::golden_step::{STEP_TOLERANCE, check_training_step};
 

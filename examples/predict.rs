@@ -2,22 +2,26 @@
 //! audio missing, through the library API (`cider::Run`, `Utterance`, `Prediction`).
 //!
 //! ```sh
-//! cargo run --release -- demo                      # writes the run runs/demo (≈ 8 min)
 //! cargo run --release --example predict            # or: --example predict -- RUN_DIR
 //! ```
 //!
-//! Takes a few seconds after the build: it loads the model, regenerates the run's data and
-//! runs two forward passes.
+//! It opens the run given on the command line, else `runs/demo` (written by `cider demo`), else
+//! trains a small one first (about a minute on 2 cores). The prediction itself takes a few
+//! seconds: it loads the model, regenerates the run's data and runs two forward passes.
 
 use std::process::ExitCode;
 
 use cider::prelude::*;
 
+mod common;
+
 fn main() -> ExitCode {
-    let run_dir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "runs/demo".into());
-    match predict(&run_dir) {
+    let result = common::RunDir::find_or_train().and_then(|run| {
+        let result = predict(&run.path.display().to_string());
+        run.remove_if_temporary();
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

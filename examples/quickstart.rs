@@ -11,7 +11,6 @@
 
 use cider::maci::metrics::Metric;
 use cider::prelude::*;
-use cider::train::config::DataConfig;
 
 fn main() -> Result<(), cider::Error> {
     let run_dir = std::env::temp_dir().join(format!("cider-quickstart-{}", std::process::id()));
@@ -22,26 +21,18 @@ fn main() -> Result<(), cider::Error> {
 }
 
 fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
-    // 1. Train: the defaults of docs/configuration.md on a smaller synthetic dataset.
-    let mut config = TrainConfig {
-        out_dir: run_dir.to_path_buf(),
-        epochs: 3,
-        batch_size: 32,
-        ..TrainConfig::default()
-    };
-    if let DataConfig::Synthetic(data) = &mut config.data {
-        (data.n_train, data.n_valid, data.n_test) = (300, 100, 150);
-    }
+    // 1. Train: the defaults of docs/configuration.md on a small synthetic dataset.
+    let config = TrainConfig::quick(run_dir);
     let task = config.task;
     let device = Default::default();
-    Trainer::<DefaultTrainingBackend>::open(config, device, false)?
-        .with_progress(false)
-        .run(|epoch| {
+    Trainer::<DefaultTrainingBackend>::open(config, device, false)?.run(|progress| {
+        if let TrainProgress::Epoch(epoch) = progress {
             println!(
                 "epoch {}: loss {:.4}, {} {} {:.4}",
                 epoch.epoch, epoch.train_loss, epoch.split, epoch.metric, epoch.value
             );
-        })?;
+        }
+    })?;
 
     // 2. Evaluate the selected model at four missing rates (τ chosen on validation).
     let run = Run::<DefaultBackend>::open(run_dir, &Default::default())?;

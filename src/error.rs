@@ -17,7 +17,7 @@ pub enum Error {
 
     /// Prototypes or priors that do not fit the classifier.
     #[error(transparent)]
-    Causal(#[from] cider_causal::CausalError),
+    Maci(#[from] cider_maci::MaciError),
 
     /// Evaluation or prediction inputs that disagree (sizes, prototypes, τ).
     #[error(transparent)]
@@ -29,7 +29,7 @@ pub enum Error {
 
     /// A training configuration (TOML) with an unknown key, a wrong type or a bad value.
     #[error(transparent)]
-    Config(#[from] cider_train::config::ConfigError),
+    Config(#[from] cider_train::train_config::ConfigError),
 
     /// Training failed.
     #[error(transparent)]

@@ -35,6 +35,8 @@
 //! is whichever the features select. Errors are
 //! [`Error`], whose variants a caller can match on.
 
+#![warn(missing_docs)]
+
 mod error;
 mod predict;
 mod run;
@@ -43,24 +45,26 @@ pub use error::Error;
 pub use predict::{Frames, Prediction, Presence, Text, Utterance, class_names};
 pub use run::Run;
 
-/// MACI: the causal classifier, prototypes and priors, counterfactual inference, τ rules,
-/// metrics (`cider-causal`).
-pub use cider_causal as maci;
 /// Readers, datasets, missing-modality modes, bias words, the synthetic data (`cider-data`).
 pub use cider_data as data;
+/// MACI: the causal classifier, prototypes and priors, counterfactual inference, τ rules,
+/// metrics (`cider-maci`).
+pub use cider_maci as maci;
 /// The network: BERT, WSAM, GRUs, MCT, pooling, decoders (`cider-model`).
 pub use cider_model as model;
 /// MSSD training, the evaluation protocol, results and charts (`cider-train`).
 pub use cider_train as train;
 
-pub use cider_causal::counterfactual::TauSelection;
-pub use cider_causal::model::{Cider, CiderConfig};
 pub use cider_data::dataset::{Dataset, Split, Task};
 pub use cider_data::missing::EvalMissing;
 pub use cider_data::missing_mode::EvalMode;
-pub use cider_train::config::TrainConfig;
+pub use cider_data::synth::SynthConfig;
+pub use cider_maci::counterfactual::TauSelection;
+pub use cider_maci::full_model::{Cider, CiderConfig};
+pub use cider_model::network_config::NetworkOptions;
 pub use cider_train::evaluate::{ProtocolConfig, ProtocolResults, run_protocol};
-pub use cider_train::trainer::Trainer;
+pub use cider_train::train_config::{DataConfig, TrainConfig};
+pub use cider_train::trainer::{TrainProgress, TrainSummary, Trainer};
 
 /// The default CPU backend (Burn's `flex`), for inference.
 #[cfg(feature = "flex")]
@@ -84,7 +88,7 @@ pub mod prelude {
     pub use crate::{CpuBackend, CpuTrainingBackend};
     pub use crate::{
         Dataset, Error, EvalMode, Frames, Prediction, Presence, ProtocolConfig, Run, Split, Task,
-        TauSelection, Text, TrainConfig, Trainer, Utterance,
+        TauSelection, Text, TrainConfig, TrainProgress, Trainer, Utterance,
     };
     #[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
     pub use crate::{DefaultBackend, DefaultTrainingBackend};

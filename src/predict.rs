@@ -6,14 +6,14 @@
 //! is the label; any τ ≥ 0 is accepted, not only the evaluation grid's.
 
 use burn::tensor::backend::Backend;
-use cider_causal::counterfactual::debiased_scores_at;
-use cider_causal::metrics::argmax;
-use cider_causal::prototypes::Prototypes;
 use cider_data::bias::counterfactual_ids;
 use cider_data::dataset::{Dims, Split, Task, special, three_way_label};
 use cider_data::missing::MissingView;
-use cider_train::config::TextEncoder;
-use cider_train::evaluate::{Debiasing, EVAL_BATCH_SIZE, predict};
+use cider_maci::counterfactual::debiased_scores_at;
+use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE, predict};
+use cider_maci::metrics::argmax;
+use cider_maci::prototypes::Prototypes;
+use cider_model::network_config::TextSource;
 
 use crate::error::Error;
 use crate::run::Run;
@@ -305,7 +305,7 @@ impl<B: Backend> Run<B> {
             d_v: network.d_v,
         };
         let n = utterances.len();
-        let reads_features = self.config.model.text_encoder == TextEncoder::Precomputed;
+        let reads_features = self.config.model.text_encoder == TextSource::Precomputed;
         let mut split = Split {
             name: "utterances".into(),
             n,

@@ -5,18 +5,18 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use burn::tensor::backend::Backend;
-use cider_causal::model::{Cider, CiderConfig, Classifier};
-use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::bias::bias_words;
 use cider_data::dataset::{Dataset, Split, Task};
+use cider_maci::full_model::{Cider, CiderConfig, Classifier};
+use cider_maci::inference::Debiasing;
+use cider_maci::prototypes::{Prototypes, TextFeatures};
 use cider_model::hf::HfBertFolder;
 use cider_model::tokenize::WordPieceTokenizer;
 use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
-use cider_train::config::TrainConfig;
-use cider_train::evaluate::{
-    Debiasing, EvalData, PointResult, ProtocolConfig, ProtocolResults, run_protocol,
-};
-use cider_train::trainer::{BestInfo, CONFIG_TOML, MACI_FILE, MaciState};
+use cider_train::evaluate::{EvalData, PointResult, ProtocolConfig, ProtocolResults, run_protocol};
+use cider_train::run_dir::{CONFIG_TOML, MACI_FILE};
+use cider_train::run_state::{BestInfo, MaciState};
+use cider_train::train_config::TrainConfig;
 
 use crate::error::Error;
 

@@ -426,17 +426,18 @@ fn eval_plot_and_infer_on_a_trained_run() {
 /// default is the run's own variant, and the results name the variant evaluated.
 #[test]
 fn eval_variant_selects_the_synthetic_test_split() {
-    use cider_train::config::{DataConfig, SyntheticData};
+    use cider_data::synth::SynthConfig;
+    use cider_train::train_config::DataConfig;
 
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     train_tiny(
         &run,
-        DataConfig::Synthetic(SyntheticData {
+        DataConfig::Synthetic(SynthConfig {
             n_train: 48,
             n_valid: 20,
             n_test: 40,
-            ..SyntheticData::default()
+            ..SynthConfig::default()
         }),
     );
     let eval = |out: &str, extra: &[&str]| -> Value {
@@ -466,16 +467,17 @@ fn eval_variant_selects_the_synthetic_test_split() {
 #[test]
 fn infer_encodes_raw_text_with_the_run_tokenizer() {
     use burn::tensor::{Int, Tensor, TensorData};
-    use cider_causal::model::{CiderConfig, Confounders};
     use cider_data::bias::counterfactual_ids;
+    use cider_maci::full_model::{CiderConfig, Confounders};
     use cider_model::bert::BertConfig;
-    use cider_model::config::{Alignment, NetworkConfig, TextEncoderConfig};
-    use cider_model::model::{InputMasks, TextInput, ViewInput};
+    use cider_model::network::{InputMasks, TextInput, ViewInput};
+    use cider_model::network_config::TextSource;
+    use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions};
     use cider_model::tokenize::WordPieceTokenizer;
     use cider_train::backend::Selected;
     use cider_train::checkpoint::{save_model, write_json_atomically};
-    use cider_train::config::{TextEncoder, TrainConfig};
-    use cider_train::trainer::MaciState;
+    use cider_train::run_state::MaciState;
+    use cider_train::train_config::TrainConfig;
 
     let dir = tempfile::tempdir().unwrap();
     // The tokenizer folder: config.json, vocab.txt and a weight file (only opened, not read).
@@ -498,10 +500,13 @@ fn infer_encodes_raw_text_with_the_run_tokenizer() {
     let (t_l, t_a, t_v, d_a, d_v) = (12, 30, 40, 5, 20);
     let bert = BertConfig::new(200, 16, 1, 2, 32, 16);
     let network = NetworkConfig::new(16, d_a, d_v, t_l, t_a, t_v, Alignment::Unaligned)
-        .with_embed_dim(8)
-        .with_num_heads(2)
-        .with_multimodal_layers(1)
-        .with_text_encoder(TextEncoderConfig::Bert(bert));
+        .with_options(NetworkOptions {
+            embed_dim: 8,
+            num_heads: 2,
+            multimodal_layers: 1,
+            ..NetworkOptions::default()
+        })
+        .with_bert_encoder(bert);
     let model_config = CiderConfig::new(network, 3);
     let device = Default::default();
     let model = model_config.init::<Selected>(&device).unwrap();
@@ -509,7 +514,7 @@ fn infer_encodes_raw_text_with_the_run_tokenizer() {
     std::fs::create_dir_all(run.join("best")).unwrap();
     save_model(&model, &model_config, &run.join("best")).unwrap();
     let mut config = TrainConfig::default();
-    config.model.text_encoder = TextEncoder::Bert;
+    config.model.text_encoder = TextSource::Bert;
     config.model.bert_dir = Some(bert_dir.clone());
     std::fs::write(run.join("config.toml"), config.to_toml_string().unwrap()).unwrap();
     // Prototypes [C, d_l + d_a + d_v] and priors; "movie" (id 6) is the one bias word.

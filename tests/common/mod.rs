@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// that pickle.
 pub fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
     use cider_data::synth::{Layout, SynthConfig, Variant, generate};
-    use cider_train::config::{DataConfig, FileData};
+    use cider_train::train_config::{DataConfig, FileData};
 
     let data = generate(&SynthConfig {
         layout: Layout::MosiAligned,
@@ -31,9 +31,9 @@ pub fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Trains a tiny model (D 8, one layer, two heads) for one epoch into `run`.
-pub fn train_tiny(run: &Path, data: cider_train::config::DataConfig) {
+pub fn train_tiny(run: &Path, data: cider_train::train_config::DataConfig) {
     use cider_train::backend::SelectedAutodiff;
-    use cider_train::config::TrainConfig;
+    use cider_train::train_config::TrainConfig;
     use cider_train::trainer::Trainer;
 
     let mut config = TrainConfig {
@@ -48,7 +48,6 @@ pub fn train_tiny(run: &Path, data: cider_train::config::DataConfig) {
     config.model.num_heads = 2;
     Trainer::<SelectedAutodiff>::open(config, Default::default(), false)
         .unwrap()
-        .with_progress(false)
         .run(|_| {})
         .unwrap();
 }

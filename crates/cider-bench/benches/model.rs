@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use cider_bench::{BenchInputs, TextMode, mssd_batch, random_inputs, reference_model};
-use cider_causal::model::Cider;
 use cider_data::synth::Layout;
+use cider_maci::full_model::Cider;
 use cider_train::backend::{NAME, SelectedAutodiff};
 use cider_train::mssd::{MssdConfig, mssd_step};
 use cider_train::optim::CiderAdamConfig;
@@ -111,7 +111,7 @@ fn test_pass(c: &mut Criterion) {
 fn training_step(c: &mut Criterion) {
     let device = Default::default();
     let mut group = group(c, "mssd_step");
-    let config = MssdConfig::new();
+    let config = MssdConfig::default();
     for text in TEXTS {
         for layout in LAYOUTS {
             for batch in BATCHES {
@@ -119,7 +119,7 @@ fn training_step(c: &mut Criterion) {
                     let model = reference_model::<SelectedAutodiff>(layout, text, &device)
                         .expect("reference configuration is valid");
                     let state = RefCell::new(Some(model));
-                    let mut optimizer = CiderAdamConfig::new().init();
+                    let mut optimizer = CiderAdamConfig::default().init();
                     let inputs = mssd_batch::<SelectedAutodiff>(layout, text, batch, &device);
                     // Each step consumes the model and returns the updated one.
                     b.iter_custom(|iterations| {

@@ -3,6 +3,8 @@
 //! Run `cargo bench -p cider-bench` (add `--no-default-features --features wgpu` or `cuda` for
 //! the GPU backends); bench ids start with the backend name.
 
+#![warn(missing_docs)]
+
 /// Every bench binary links this crate, so all of them measure with the allocator of the
 /// `cider` program ([`cider_train::alloc::ReuseLargeBlocks`]).
 #[global_allocator]
@@ -12,13 +14,13 @@ static ALLOCATOR: cider_train::alloc::ReuseLargeBlocks =
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
-use cider_causal::model::{Cider, CiderConfig, Confounders};
 use cider_data::dataset::Dims;
 use cider_data::synth::Layout;
+use cider_maci::full_model::{Cider, CiderConfig, Confounders};
 use cider_model::ModelError;
 use cider_model::bert::BertConfig;
-use cider_model::config::{Alignment, NetworkConfig, TextEncoderConfig};
-use cider_model::model::{InputMasks, TextInput, ViewInput};
+use cider_model::network::{InputMasks, TextInput, ViewInput};
+use cider_model::network_config::{Alignment, NetworkConfig};
 use cider_train::mssd::{MissingMasks, MssdBatch};
 
 /// How the text enters the model in a bench.
@@ -81,16 +83,14 @@ pub fn reference_config(layout: Layout, text: TextMode) -> CiderConfig {
     } else {
         Alignment::Unaligned
     };
-    let encoder = match text {
-        TextMode::Precomputed => TextEncoderConfig::Precomputed,
+    let network = NetworkConfig::new(d_l, d_a, d_v, t_l, t_a, t_v, alignment);
+    let network = match text {
+        TextMode::Precomputed => network,
         TextMode::BertBase | TextMode::BertBaseFrozen => {
-            TextEncoderConfig::Bert(BertConfig::bert_base_uncased())
+            network.with_bert_encoder(BertConfig::bert_base_uncased())
         }
     };
-    CiderConfig::new(
-        NetworkConfig::new(d_l, d_a, d_v, t_l, t_a, t_v, alignment).with_text_encoder(encoder),
-        3,
-    )
+    CiderConfig::new(network, 3)
 }
 
 /// Random inputs of one batch: a view, its input masks (every position valid) and uniform

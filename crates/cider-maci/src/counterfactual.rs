@@ -9,7 +9,7 @@
 use cider_data::dataset::Task;
 use serde::{Deserialize, Serialize};
 
-use crate::error::CausalError;
+use crate::error::MaciError;
 use crate::metrics::{self, Metrics};
 
 /// Number of τ values on the grid {0.0, 0.1, …, 3.0}.
@@ -75,7 +75,7 @@ pub fn debiased_scores<T: Copy + Into<f64>>(
     pred: &[T],
     cf_pred: &[T],
     tau: Tau,
-) -> Result<Vec<f64>, CausalError> {
+) -> Result<Vec<f64>, MaciError> {
     debiased_scores_at(pred, cf_pred, tau.value())
 }
 
@@ -83,14 +83,14 @@ pub fn debiased_scores<T: Copy + Into<f64>>(
 /// caller chooses).
 ///
 /// # Errors
-/// As [`debiased_scores`], and [`CausalError::Invalid`] for a τ that is negative or not finite.
+/// As [`debiased_scores`], and [`MaciError::Invalid`] for a τ that is negative or not finite.
 pub fn debiased_scores_at<T: Copy + Into<f64>>(
     pred: &[T],
     cf_pred: &[T],
     tau: f64,
-) -> Result<Vec<f64>, CausalError> {
+) -> Result<Vec<f64>, MaciError> {
     if !(tau.is_finite() && tau >= 0.0) {
-        return Err(CausalError::Invalid {
+        return Err(MaciError::Invalid {
             what: "τ".into(),
             message: format!("{tau}: expected a finite τ ≥ 0"),
         });
@@ -111,9 +111,9 @@ fn debias(pred: &[f64], cf_pred: &[f64], tau: f64) -> Vec<f64> {
 fn checked_pair<T: Copy + Into<f64>>(
     pred: &[T],
     cf_pred: &[T],
-) -> Result<(Vec<f64>, Vec<f64>), CausalError> {
+) -> Result<(Vec<f64>, Vec<f64>), MaciError> {
     if cf_pred.len() != pred.len() {
-        return Err(CausalError::Length {
+        return Err(MaciError::Length {
             what: "counterfactual log-probabilities cf_pred (same shape as pred)".into(),
             expected: pred.len(),
             found: cf_pred.len(),
@@ -122,7 +122,7 @@ fn checked_pair<T: Copy + Into<f64>>(
     let to_f64 = |what: &str, values: &[T]| {
         let values: Vec<f64> = values.iter().map(|&v| v.into()).collect();
         match values.iter().position(|v| !v.is_finite()) {
-            Some(index) => Err(CausalError::NonFinite {
+            Some(index) => Err(MaciError::NonFinite {
                 what: what.into(),
                 index,
                 value: values[index],
@@ -148,7 +148,7 @@ impl TauSweep {
     pub fn new<T: Copy + Into<f64>>(
         task: Task,
         outputs: &CfOutputs<'_, T>,
-    ) -> Result<Self, CausalError> {
+    ) -> Result<Self, MaciError> {
         let (pred, cf_pred) = checked_pair(outputs.pred, outputs.cf_pred)?;
         let per_tau = Tau::grid()
             .map(|tau| {
@@ -217,7 +217,7 @@ impl TauRule {
     pub fn from_validation<T: Copy + Into<f64>>(
         task: Task,
         validation: &CfOutputs<'_, T>,
-    ) -> Result<Self, CausalError> {
+    ) -> Result<Self, MaciError> {
         Ok(TauRule::Fixed(TauSweep::new(task, validation)?.best_tau()))
     }
 
@@ -234,7 +234,7 @@ impl TauRule {
         self,
         task: Task,
         outputs: &CfOutputs<'_, T>,
-    ) -> Result<Metrics, CausalError> {
+    ) -> Result<Metrics, MaciError> {
         match self {
             TauRule::Fixed(tau) => {
                 let scores = debiased_scores(outputs.pred, outputs.cf_pred, tau)?;
@@ -275,11 +275,11 @@ mod tests {
         assert_eq!(s, vec![0.0, -0.375]);
         assert!(matches!(
             debiased_scores(&[0.0f32], &[f32::NEG_INFINITY], tau),
-            Err(CausalError::NonFinite { .. })
+            Err(MaciError::NonFinite { .. })
         ));
         assert!(matches!(
             debiased_scores(&[0.0f32, 1.0], &[0.0f32], tau),
-            Err(CausalError::Length { .. })
+            Err(MaciError::Length { .. })
         ));
         // Off the grid: −1 − 0.25·(−2) = −0.5; −0.5 − 0.25·(−0.25) = −0.4375.
         let s = debiased_scores_at(&[-1.0f32, -0.5], &[-2.0f32, -0.25], 0.25).unwrap();
@@ -287,7 +287,7 @@ mod tests {
         for bad in [-0.1, f64::NAN, f64::INFINITY] {
             assert!(matches!(
                 debiased_scores_at(&[0.0f32], &[0.0f32], bad),
-                Err(CausalError::Invalid { .. })
+                Err(MaciError::Invalid { .. })
             ));
         }
     }

@@ -11,10 +11,10 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use cider_model::ModelError;
-use cider_model::config::NetworkConfig;
 use cider_model::decoder::Reconstruction;
 use cider_model::import::{is_bert_key, load_reference_network, load_reference_text_encoder};
-use cider_model::model::{CiderNetwork, InputMasks, NetworkOutput, TextInput, ViewInput};
+use cider_model::network::{CiderNetwork, InputMasks, NetworkOutput, TextInput, ViewInput};
+use cider_model::network_config::NetworkConfig;
 use cider_model::weights::{WeightFile, WeightLoader};
 
 use crate::mcm::{ConfounderNorm, Mcm, McmConfig, load_reference_mcm};
@@ -51,7 +51,7 @@ impl CiderConfig {
     /// The MCM part of this configuration.
     pub fn mcm(&self) -> McmConfig {
         let n = &self.network;
-        McmConfig::new(n.embed_dim, n.d_l, n.d_a, n.d_v, self.num_classes)
+        McmConfig::new(n.options.embed_dim, n.d_l, n.d_a, n.d_v, self.num_classes)
             .with_confounder_norm(self.confounder_norm)
     }
 
@@ -66,8 +66,9 @@ impl CiderConfig {
                 message: "num_classes must be at least 1".into(),
             });
         }
-        let linear_head = (self.classifier == Classifier::Linear)
-            .then(|| LinearConfig::new(3 * self.network.embed_dim, self.num_classes).init(device));
+        let linear_head = (self.classifier == Classifier::Linear).then(|| {
+            LinearConfig::new(3 * self.network.options.embed_dim, self.num_classes).init(device)
+        });
         Ok(Cider {
             network: self.network.init(device)?,
             mcm: self.mcm().init(device),
@@ -304,7 +305,7 @@ mod tests {
     use burn::backend::Flex;
     use burn::backend::flex::FlexDevice;
     use burn::tensor::{Distribution, Int};
-    use cider_model::config::Alignment;
+    use cider_model::network_config::{Alignment, NetworkOptions};
 
     use super::*;
 
@@ -538,9 +539,13 @@ mod tests {
                 14 => 4,
                 _ => 8,
             };
-            let network = NetworkConfig::new(768, d_a, d_v, t_l, t_a, t_v, alignment)
-                .with_multimodal_layers(layers)
-                .with_num_heads(heads);
+            let network = NetworkConfig::new(768, d_a, d_v, t_l, t_a, t_v, alignment).with_options(
+                NetworkOptions {
+                    multimodal_layers: layers,
+                    num_heads: heads,
+                    ..NetworkOptions::default()
+                },
+            );
             let norm = if cross {
                 ConfounderNorm::LayerNorm
             } else {
@@ -565,7 +570,10 @@ mod tests {
         let device = FlexDevice;
         TB::seed(&device, 5);
         let network = NetworkConfig::new(768, 5, 20, 50, 375, 500, Alignment::Unaligned)
-            .with_multimodal_layers(1);
+            .with_options(NetworkOptions {
+                multimodal_layers: 1,
+                ..NetworkOptions::default()
+            });
         let model = CiderConfig::new(network, 3)
             .init::<TB>(&device)
             .expect("valid");
@@ -630,11 +638,15 @@ mod tests {
         type AD = burn::backend::Autodiff<Flex>;
         let device = FlexDevice;
         AD::seed(&device, 9);
-        let network = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned)
-            .with_embed_dim(8)
-            .with_num_heads(2)
-            .with_multimodal_layers(2)
-            .with_attn_dropout(0.1);
+        let network = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned).with_options(
+            NetworkOptions {
+                embed_dim: 8,
+                num_heads: 2,
+                multimodal_layers: 2,
+                attn_dropout: 0.1,
+                ..NetworkOptions::default()
+            },
+        );
         let model = CiderConfig::new(network, 3)
             .init::<AD>(&device)
             .expect("valid");
@@ -685,9 +697,13 @@ mod tests {
     fn linear_head_replaces_the_mcm() {
         let device = FlexDevice;
         TB::seed(&device, 9);
-        let network = NetworkConfig::new(16, 2, 3, 4, 4, 4, Alignment::Aligned)
-            .with_multimodal_layers(1)
-            .with_num_heads(2);
+        let network = NetworkConfig::new(16, 2, 3, 4, 4, 4, Alignment::Aligned).with_options(
+            NetworkOptions {
+                multimodal_layers: 1,
+                num_heads: 2,
+                ..NetworkOptions::default()
+            },
+        );
         let maci = CiderConfig::new(network.clone(), 3)
             .init::<TB>(&device)
             .expect("valid");
@@ -758,8 +774,11 @@ mod tests {
             cider_model::bert::BertConfig::from_json_str(&golden["bert"].to_string(), "bert")
                 .expect("bert config");
         let network = NetworkConfig::new(64, 5, 20, 16, 40, 48, Alignment::Unaligned)
-            .with_multimodal_layers(2)
-            .with_text_encoder(cider_model::config::TextEncoderConfig::Bert(bert));
+            .with_options(NetworkOptions {
+                multimodal_layers: 2,
+                ..NetworkOptions::default()
+            })
+            .with_bert_encoder(bert);
         let model = CiderConfig::new(network, 3)
             .init::<TB>(&FlexDevice)
             .expect("valid");

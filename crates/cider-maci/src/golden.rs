@@ -15,13 +15,13 @@ use burn::tensor::{Int, Tensor, TensorData};
 use cider_data::npy;
 use cider_model::ModelError;
 use cider_model::bert::BertConfig;
-use cider_model::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
-use cider_model::model::{InputMasks, TextInput, ViewInput};
+use cider_model::network::{InputMasks, TextInput, ViewInput};
+use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions, PositionalMode};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::full_model::{Cider, CiderConfig, Confounders, ViewOutput};
 use crate::mcm::ConfounderNorm;
-use crate::model::{Cider, CiderConfig, Confounders, ViewOutput};
 
 /// Training-step files of a golden folder that this check does not compare.
 const TRAINING_FILES: [&str; 3] = [
@@ -271,16 +271,19 @@ pub fn golden_config(golden: &Value, source_name: &str) -> Result<CiderConfig, M
         size("v_len")?,
         alignment,
     )
-    .with_embed_dim(size("embed_dim")?)
-    .with_multimodal_layers(size("multimodal_layers")?)
-    .with_num_heads(size("num_heads")?)
-    .with_attn_dropout(prob("attn_dropout")?)
-    .with_out_dropout(prob("out_dropout")?)
-    .with_embed_dropout(prob("embed_dropout")?)
-    .with_relu_dropout(prob("relu_dropout")?)
-    .with_res_dropout(prob("res_dropout")?)
-    .with_positional(PositionalMode::BatchIndex)
-    .with_text_encoder(TextEncoderConfig::Bert(bert));
+    .with_options(NetworkOptions {
+        embed_dim: size("embed_dim")?,
+        multimodal_layers: size("multimodal_layers")?,
+        num_heads: size("num_heads")?,
+        attn_dropout: prob("attn_dropout")?,
+        out_dropout: prob("out_dropout")?,
+        embed_dropout: prob("embed_dropout")?,
+        relu_dropout: prob("relu_dropout")?,
+        res_dropout: prob("res_dropout")?,
+        positional: PositionalMode::BatchIndex,
+        ..NetworkOptions::default()
+    })
+    .with_bert_encoder(bert);
     let confounder_norm = if flag("cross_dataset")? {
         ConfounderNorm::LayerNorm
     } else {

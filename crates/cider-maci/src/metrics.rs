@@ -12,7 +12,7 @@ use cider_data::dataset::Task;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::error::CausalError;
+use crate::error::MaciError;
 
 /// The 3-way label of a neutral sample in the binary task (0 negative, 1 neutral, 2 positive).
 const NEUTRAL: u8 = 1;
@@ -103,10 +103,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// Builds the metrics of a task from one value per [`Metric::for_task`] entry, in order.
-    pub fn new(task: Task, values: Vec<f64>) -> Result<Self, CausalError> {
+    pub fn new(task: Task, values: Vec<f64>) -> Result<Self, MaciError> {
         let expected = Metric::for_task(task).len();
         if values.len() != expected {
-            return Err(CausalError::Length {
+            return Err(MaciError::Length {
                 what: format!("metric values of the {task:?} task"),
                 expected,
                 found: values.len(),
@@ -190,7 +190,7 @@ pub fn evaluate<T: Copy + Into<f64>>(
     task: Task,
     scores: &[T],
     labels: &[u8],
-) -> Result<Metrics, CausalError> {
+) -> Result<Metrics, MaciError> {
     let c = task.num_classes();
     let scores = checked_scores(scores, labels, c)?;
     let rows = || scores.chunks_exact(c);
@@ -207,7 +207,7 @@ pub fn evaluate<T: Copy + Into<f64>>(
                 .map(|(&l, &p)| (l, p))
                 .unzip();
             if non0_truth.is_empty() {
-                return Err(CausalError::Empty {
+                return Err(MaciError::Empty {
                     what: "Non0_acc_2 / Non0_F1_score".into(),
                     reason: "every label is neutral".into(),
                 });
@@ -231,16 +231,16 @@ fn checked_scores<T: Copy + Into<f64>>(
     scores: &[T],
     labels: &[u8],
     classes: usize,
-) -> Result<Vec<f64>, CausalError> {
+) -> Result<Vec<f64>, MaciError> {
     if labels.is_empty() {
-        return Err(CausalError::Empty {
+        return Err(MaciError::Empty {
             what: "metrics".into(),
             reason: "no label given".into(),
         });
     }
     let expected = labels.len().saturating_mul(classes);
     if scores.len() != expected {
-        return Err(CausalError::Length {
+        return Err(MaciError::Length {
             what: format!("scores [N = {}, C = {classes}]", labels.len()),
             expected,
             found: scores.len(),
@@ -249,7 +249,7 @@ fn checked_scores<T: Copy + Into<f64>>(
     check_labels("labels", labels, classes)?;
     let scores: Vec<f64> = scores.iter().map(|&s| s.into()).collect();
     if let Some(index) = scores.iter().position(|s| s.is_nan()) {
-        return Err(CausalError::NonFinite {
+        return Err(MaciError::NonFinite {
             what: "scores".into(),
             index,
             value: f64::NAN,
@@ -259,9 +259,9 @@ fn checked_scores<T: Copy + Into<f64>>(
 }
 
 /// Checks that every label is in `0..classes`.
-pub(crate) fn check_labels(what: &str, labels: &[u8], classes: usize) -> Result<(), CausalError> {
+pub(crate) fn check_labels(what: &str, labels: &[u8], classes: usize) -> Result<(), MaciError> {
     match labels.iter().position(|&l| usize::from(l) >= classes) {
-        Some(index) => Err(CausalError::Label {
+        Some(index) => Err(MaciError::Label {
             what: what.into(),
             index,
             label: labels[index],
@@ -285,7 +285,7 @@ pub fn argmax(row: &[f64]) -> u8 {
 }
 
 /// Fraction of positions where `pred` equals `truth` (scikit-learn's `accuracy_score`).
-pub fn accuracy(truth: &[u8], pred: &[u8]) -> Result<f64, CausalError> {
+pub fn accuracy(truth: &[u8], pred: &[u8]) -> Result<f64, MaciError> {
     check_pair(truth, pred)?;
     let correct = truth.iter().zip(pred).filter(|(t, p)| t == p).count();
     Ok(correct as f64 / truth.len() as f64)
@@ -296,7 +296,7 @@ pub fn accuracy(truth: &[u8], pred: &[u8]) -> Result<f64, CausalError> {
 /// For every class `k` of the sorted union of labels in `truth` and `pred`:
 /// `F1_k = 2·tp_k / (support_k + predicted_k)` (0 when the denominator is 0); the result is
 /// `Σ_k F1_k·support_k / N`.
-pub fn weighted_f1(truth: &[u8], pred: &[u8]) -> Result<f64, CausalError> {
+pub fn weighted_f1(truth: &[u8], pred: &[u8]) -> Result<f64, MaciError> {
     check_pair(truth, pred)?;
     let mut support = [0usize; 256];
     let mut predicted = [0usize; 256];
@@ -323,15 +323,15 @@ pub fn weighted_f1(truth: &[u8], pred: &[u8]) -> Result<f64, CausalError> {
 }
 
 /// Checks that truth and prediction are non-empty and of equal length.
-fn check_pair(truth: &[u8], pred: &[u8]) -> Result<(), CausalError> {
+fn check_pair(truth: &[u8], pred: &[u8]) -> Result<(), MaciError> {
     if truth.is_empty() {
-        return Err(CausalError::Empty {
+        return Err(MaciError::Empty {
             what: "accuracy / F1".into(),
             reason: "no label given".into(),
         });
     }
     if pred.len() != truth.len() {
-        return Err(CausalError::Length {
+        return Err(MaciError::Length {
             what: "predictions (one per label)".into(),
             expected: truth.len(),
             found: pred.len(),
@@ -345,23 +345,23 @@ fn check_pair(truth: &[u8], pred: &[u8]) -> Result<(), CausalError> {
 ///
 /// `rates` must be finite and strictly increasing (typically 0.0, 0.1, …, 1.0), `values` finite
 /// and of the same length, with at least 2 points.
-pub fn auilc(rates: &[f64], values: &[f64]) -> Result<f64, CausalError> {
+pub fn auilc(rates: &[f64], values: &[f64]) -> Result<f64, MaciError> {
     if values.len() != rates.len() {
-        return Err(CausalError::Length {
+        return Err(MaciError::Length {
             what: "AUILC metric values (one per missing rate)".into(),
             expected: rates.len(),
             found: values.len(),
         });
     }
     if rates.len() < 2 {
-        return Err(CausalError::Invalid {
+        return Err(MaciError::Invalid {
             what: "AUILC rates".into(),
             message: format!("need at least 2 points, got {}", rates.len()),
         });
     }
     for (what, series) in [("AUILC rates", rates), ("AUILC values", values)] {
         if let Some(index) = series.iter().position(|v| !v.is_finite()) {
-            return Err(CausalError::NonFinite {
+            return Err(MaciError::NonFinite {
                 what: what.into(),
                 index,
                 value: series[index],
@@ -369,7 +369,7 @@ pub fn auilc(rates: &[f64], values: &[f64]) -> Result<f64, CausalError> {
         }
     }
     if let Some(k) = rates.windows(2).position(|w| w[1] <= w[0]) {
-        return Err(CausalError::Invalid {
+        return Err(MaciError::Invalid {
             what: "AUILC rates".into(),
             message: format!(
                 "must be strictly increasing, but rate {} is {} and rate {} is {}",
@@ -447,13 +447,13 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors() {
         let all_neutral = evaluate(Task::Binary, &[0.0f32, 1.0, 0.0], &[1]);
-        assert!(matches!(all_neutral, Err(CausalError::Empty { .. })));
+        assert!(matches!(all_neutral, Err(MaciError::Empty { .. })));
         let empty = evaluate::<f32>(Task::Seven, &[], &[]);
-        assert!(matches!(empty, Err(CausalError::Empty { .. })));
+        assert!(matches!(empty, Err(MaciError::Empty { .. })));
         let short = evaluate(Task::Binary, &[0.0f64; 5], &[0, 2]);
         assert!(matches!(
             short,
-            Err(CausalError::Length {
+            Err(MaciError::Length {
                 expected: 6,
                 found: 5,
                 ..
@@ -462,14 +462,14 @@ mod tests {
         let label = evaluate(Task::Binary, &[0.0f64; 6], &[0, 3]);
         assert!(matches!(
             label,
-            Err(CausalError::Label {
+            Err(MaciError::Label {
                 index: 1,
                 label: 3,
                 ..
             })
         ));
         let nan = evaluate(Task::Binary, &[0.0, 1.0, f64::NAN], &[0]);
-        assert!(matches!(nan, Err(CausalError::NonFinite { index: 2, .. })));
+        assert!(matches!(nan, Err(MaciError::NonFinite { index: 2, .. })));
     }
 
     #[test]
@@ -491,19 +491,19 @@ mod tests {
     fn auilc_rejects_bad_grids() {
         assert!(matches!(
             auilc(&[0.0, 0.1], &[1.0]),
-            Err(CausalError::Length { .. })
+            Err(MaciError::Length { .. })
         ));
         assert!(matches!(
             auilc(&[0.0], &[1.0]),
-            Err(CausalError::Invalid { .. })
+            Err(MaciError::Invalid { .. })
         ));
         assert!(matches!(
             auilc(&[0.0, 0.2, 0.1], &[1.0, 1.0, 1.0]),
-            Err(CausalError::Invalid { .. })
+            Err(MaciError::Invalid { .. })
         ));
         assert!(matches!(
             auilc(&[0.0, 0.1], &[1.0, f64::NAN]),
-            Err(CausalError::NonFinite { index: 1, .. })
+            Err(MaciError::NonFinite { index: 1, .. })
         ));
     }
 }

@@ -15,9 +15,9 @@ use cider_data::dataset::{Split, Task};
 use cider_data::{ArrayData, NumpyArray};
 use serde::{Deserialize, Serialize};
 
-use crate::error::CausalError;
+use crate::error::MaciError;
+use crate::full_model::Confounders;
 use crate::metrics::check_labels;
-use crate::model::Confounders;
 
 /// Largest allowed `|Σ priors − 1|` in a reference priors file (f32 rounding of `count/N`).
 const PRIOR_SUM_TOLERANCE: f64 = 1e-4;
@@ -38,23 +38,28 @@ pub enum TextFeatures<'a> {
     /// the positions where `text_mask` is 1.
     FromSplit,
     /// Already pooled text features supplied by the caller, `[N, d_l]` row-major.
-    Pooled { values: &'a [f32], d_l: usize },
+    Pooled {
+        /// `[N, d_l]` row-major.
+        values: &'a [f32],
+        /// `d_l`, the width of each row.
+        d_l: usize,
+    },
 }
 
 impl Prototypes {
     /// Checks and wraps prototypes and priors: `C ≥ 1` rows of one non-zero length, `C` priors,
     /// all finite.
-    pub fn new(per_class: Vec<Vec<f32>>, priors: Vec<f32>) -> Result<Self, CausalError> {
+    pub fn new(per_class: Vec<Vec<f32>>, priors: Vec<f32>) -> Result<Self, MaciError> {
         let feature_len = per_class.first().map_or(0, Vec::len);
         if feature_len == 0 {
-            return Err(CausalError::Invalid {
+            return Err(MaciError::Invalid {
                 what: "prototypes".into(),
                 message: "need at least one class with a non-empty prototype".into(),
             });
         }
         for (class, row) in per_class.iter().enumerate() {
             if row.len() != feature_len {
-                return Err(CausalError::Length {
+                return Err(MaciError::Length {
                     what: format!("prototype of class {class}"),
                     expected: feature_len,
                     found: row.len(),
@@ -63,7 +68,7 @@ impl Prototypes {
             check_finite(&format!("prototype of class {class}"), row)?;
         }
         if priors.len() != per_class.len() {
-            return Err(CausalError::Length {
+            return Err(MaciError::Length {
                 what: "priors (one per class)".into(),
                 expected: per_class.len(),
                 found: priors.len(),
@@ -103,17 +108,17 @@ impl Prototypes {
     /// Priors: `count_i / N`.
     ///
     /// Errors: array sizes that disagree with `N` and `dims`, a label `≥ C`, a class with no
-    /// sample ([`CausalError::EmptyClass`]) or with no valid position in some modality, missing
+    /// sample ([`MaciError::EmptyClass`]) or with no valid position in some modality, missing
     /// text features, non-finite results.
     pub fn from_split(
         split: &Split,
         task: Task,
         text: TextFeatures<'_>,
-    ) -> Result<Self, CausalError> {
+    ) -> Result<Self, MaciError> {
         let classes = task.num_classes();
         let n = split.n;
         if n == 0 {
-            return Err(CausalError::Empty {
+            return Err(MaciError::Empty {
                 what: format!("prototypes of split `{}`", split.name),
                 reason: "the split has no sample".into(),
             });
@@ -146,7 +151,7 @@ impl Prototypes {
             counts[usize::from(label)] += 1;
         }
         if let Some(class) = counts.iter().position(|&c| c == 0) {
-            return Err(CausalError::EmptyClass {
+            return Err(MaciError::EmptyClass {
                 split: split.name.clone(),
                 class,
             });
@@ -189,7 +194,7 @@ impl Prototypes {
         class_files: &[P],
         priors_file: &Path,
         feature_len: usize,
-    ) -> Result<Self, CausalError> {
+    ) -> Result<Self, MaciError> {
         let per_class = class_files
             .iter()
             .map(|path| read_reference_prototype(path.as_ref(), feature_len))
@@ -222,13 +227,13 @@ impl TestPrototypes {
         evaluated: &Split,
         task: Task,
         text: TextFeatures<'_>,
-    ) -> Result<Prototypes, CausalError> {
+    ) -> Result<Prototypes, MaciError> {
         match self {
             TestPrototypes::Clean => Ok(train.collapsed()),
             TestPrototypes::Parity => {
                 let own = Prototypes::from_split(evaluated, task, text)?;
                 if own.feature_len() != train.feature_len() {
-                    return Err(CausalError::Length {
+                    return Err(MaciError::Length {
                         what: format!("prototype length of split `{}`", evaluated.name),
                         expected: train.feature_len(),
                         found: own.feature_len(),
@@ -242,11 +247,11 @@ impl TestPrototypes {
 
 /// Reads a reference priors file: a 1-D float32 or float64 array of length `C`, finite,
 /// non-negative, summing to 1.
-pub fn read_reference_priors(path: &Path, num_classes: usize) -> Result<Vec<f32>, CausalError> {
+pub fn read_reference_priors(path: &Path, num_classes: usize) -> Result<Vec<f32>, MaciError> {
     let priors = read_vector(path, num_classes, "class priors")?;
     let file = || path.display().to_string();
     if let Some(index) = priors.iter().position(|&p| p < 0.0) {
-        return Err(CausalError::File {
+        return Err(MaciError::File {
             file: file(),
             expected: "non-negative class priors".into(),
             found: format!("{} at index {index}", priors[index]),
@@ -254,7 +259,7 @@ pub fn read_reference_priors(path: &Path, num_classes: usize) -> Result<Vec<f32>
     }
     let sum: f64 = priors.iter().sum();
     if (sum - 1.0).abs() > PRIOR_SUM_TOLERANCE {
-        return Err(CausalError::File {
+        return Err(MaciError::File {
             file: file(),
             expected: "class priors summing to 1".into(),
             found: format!("sum {sum}"),
@@ -265,13 +270,13 @@ pub fn read_reference_priors(path: &Path, num_classes: usize) -> Result<Vec<f32>
 
 /// Reads a reference prototype file: a 1-D float64 (or float32) array of length
 /// `d_l + d_a + d_v`, finite.
-pub fn read_reference_prototype(path: &Path, feature_len: usize) -> Result<Vec<f32>, CausalError> {
+pub fn read_reference_prototype(path: &Path, feature_len: usize) -> Result<Vec<f32>, MaciError> {
     let values = read_vector(path, feature_len, "class prototype [text ; audio ; vision]")?;
     Ok(values.into_iter().map(|v| v as f32).collect())
 }
 
 /// Reads a 1-D float array of an exact length, with finite values, as `f64`.
-fn read_vector(path: &Path, len: usize, what: &str) -> Result<Vec<f64>, CausalError> {
+fn read_vector(path: &Path, len: usize, what: &str) -> Result<Vec<f64>, MaciError> {
     let array = cider_data::npy::from_path(path)?;
     let file = path.display().to_string();
     let expected = || format!("{what}: a 1-D float32 or float64 array of length {len}");
@@ -279,7 +284,7 @@ fn read_vector(path: &Path, len: usize, what: &str) -> Result<Vec<f64>, CausalEr
         ArrayData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
         ArrayData::F64(v) => v.clone(),
         _ => {
-            return Err(CausalError::File {
+            return Err(MaciError::File {
                 file,
                 expected: expected(),
                 found: describe(&array),
@@ -287,14 +292,14 @@ fn read_vector(path: &Path, len: usize, what: &str) -> Result<Vec<f64>, CausalEr
         }
     };
     if array.shape() != [len] {
-        return Err(CausalError::File {
+        return Err(MaciError::File {
             file,
             expected: expected(),
             found: describe(&array),
         });
     }
     if let Some(index) = values.iter().position(|v: &f64| !v.is_finite()) {
-        return Err(CausalError::NonFinite {
+        return Err(MaciError::NonFinite {
             what: file,
             index,
             value: values[index],
@@ -329,7 +334,7 @@ impl PooledModality {
         split: &Split,
         labels: &[u8],
         class: usize,
-    ) -> Result<Vec<f32>, CausalError> {
+    ) -> Result<Vec<f32>, MaciError> {
         let mut sum = vec![0.0f64; self.d];
         let mut count = 0usize;
         for (i, &label) in labels.iter().enumerate() {
@@ -345,7 +350,7 @@ impl PooledModality {
             }
         }
         if count == 0 {
-            return Err(CausalError::EmptyModality {
+            return Err(MaciError::EmptyModality {
                 split: split.name.clone(),
                 class,
                 modality: self.name,
@@ -368,7 +373,7 @@ struct Modality<'a> {
 
 impl Modality<'_> {
     /// Averages each sample's first `length` frames, `[N, d]`.
-    fn pooled(&self, split: &Split) -> Result<PooledModality, CausalError> {
+    fn pooled(&self, split: &Split) -> Result<PooledModality, MaciError> {
         let n = split.n;
         check_len(
             split,
@@ -386,7 +391,7 @@ impl Modality<'_> {
         let mut valid = vec![false; n];
         for (i, &len) in self.lengths.iter().enumerate() {
             if len > self.t {
-                return Err(CausalError::Invalid {
+                return Err(MaciError::Invalid {
                     what: format!("split `{}` {} lengths", split.name, self.name),
                     message: format!("sample {i} has length {len} > T = {}", self.t),
                 });
@@ -409,7 +414,7 @@ impl Modality<'_> {
 }
 
 /// The text part pooled per sample, `[N, d_l]`.
-fn pooled_text(split: &Split, text: TextFeatures<'_>) -> Result<PooledModality, CausalError> {
+fn pooled_text(split: &Split, text: TextFeatures<'_>) -> Result<PooledModality, MaciError> {
     let n = split.n;
     match text {
         TextFeatures::Pooled { values, d_l } => {
@@ -420,7 +425,7 @@ fn pooled_text(split: &Split, text: TextFeatures<'_>) -> Result<PooledModality, 
                 frames_len(n, 1, d_l),
             )?;
             if d_l == 0 {
-                return Err(CausalError::Invalid {
+                return Err(MaciError::Invalid {
                     what: "pooled text".into(),
                     message: "d_l must be positive".into(),
                 });
@@ -436,7 +441,7 @@ fn pooled_text(split: &Split, text: TextFeatures<'_>) -> Result<PooledModality, 
             let features = split
                 .text_features
                 .as_deref()
-                .ok_or_else(|| CausalError::Invalid {
+                .ok_or_else(|| MaciError::Invalid {
                     what: format!("text of split `{}`", split.name),
                     message: "the split has no precomputed `text` features; supply pooled text"
                         .into(),
@@ -505,11 +510,11 @@ fn frames_len(n: usize, t: usize, d: usize) -> usize {
 }
 
 /// Checks one array length of a split.
-fn check_len(split: &Split, what: &str, found: usize, expected: usize) -> Result<(), CausalError> {
+fn check_len(split: &Split, what: &str, found: usize, expected: usize) -> Result<(), MaciError> {
     if found == expected {
         Ok(())
     } else {
-        Err(CausalError::Length {
+        Err(MaciError::Length {
             what: format!("split `{}` {what}", split.name),
             expected,
             found,
@@ -518,9 +523,9 @@ fn check_len(split: &Split, what: &str, found: usize, expected: usize) -> Result
 }
 
 /// Checks that every value is finite.
-fn check_finite(what: &str, values: &[f32]) -> Result<(), CausalError> {
+fn check_finite(what: &str, values: &[f32]) -> Result<(), MaciError> {
     match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(CausalError::NonFinite {
+        Some(index) => Err(MaciError::NonFinite {
             what: what.into(),
             index,
             value: f64::from(values[index]),
@@ -608,7 +613,7 @@ mod tests {
         let mut split = tiny_split();
         split.text_features = None;
         let missing = Prototypes::from_split(&split, Task::Binary, TextFeatures::FromSplit);
-        assert!(matches!(missing, Err(CausalError::Invalid { .. })));
+        assert!(matches!(missing, Err(MaciError::Invalid { .. })));
         let pooled = [1.0, 2.0, 3.0, 5.0];
         let text = TextFeatures::Pooled {
             values: &pooled,
@@ -625,7 +630,7 @@ mod tests {
         };
         assert!(matches!(
             Prototypes::from_split(&split, Task::Binary, short),
-            Err(CausalError::Length { .. })
+            Err(MaciError::Length { .. })
         ));
     }
 
@@ -671,13 +676,13 @@ mod tests {
         no_class_1.label3 = vec![0, 2, 0, 2];
         assert!(matches!(
             build(&no_class_1),
-            Err(CausalError::EmptyClass { class: 1, .. })
+            Err(MaciError::EmptyClass { class: 1, .. })
         ));
         let mut no_audio = tiny_split();
         no_audio.audio_len = vec![2, 0, 2, 0];
         assert!(matches!(
             build(&no_audio),
-            Err(CausalError::EmptyModality {
+            Err(MaciError::EmptyModality {
                 class: 2,
                 modality: "audio",
                 ..
@@ -685,29 +690,26 @@ mod tests {
         ));
         let mut too_long = tiny_split();
         too_long.vision_len[1] = 3;
-        assert!(matches!(build(&too_long), Err(CausalError::Invalid { .. })));
+        assert!(matches!(build(&too_long), Err(MaciError::Invalid { .. })));
         let mut truncated = tiny_split();
         truncated.vision.pop();
-        assert!(matches!(build(&truncated), Err(CausalError::Length { .. })));
+        assert!(matches!(build(&truncated), Err(MaciError::Length { .. })));
         let mut bad_label = tiny_split();
         bad_label.label3[2] = 3;
         assert!(matches!(
             build(&bad_label),
-            Err(CausalError::Label { index: 2, .. })
+            Err(MaciError::Label { index: 2, .. })
         ));
         let mut ragged_text = tiny_split();
         if let Some(features) = ragged_text.text_features.as_mut() {
             features.pop();
         }
-        assert!(matches!(
-            build(&ragged_text),
-            Err(CausalError::Length { .. })
-        ));
+        assert!(matches!(build(&ragged_text), Err(MaciError::Length { .. })));
     }
 
     /// A fresh scratch folder under the system temp dir for one test.
     fn scratch(test: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("cider-causal-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cider-maci-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -750,10 +752,10 @@ mod tests {
         assert_eq!(read, computed);
 
         let wrong_len = Prototypes::from_reference_files(&class_files, &priors, 6);
-        assert!(matches!(wrong_len, Err(CausalError::File { .. })));
+        assert!(matches!(wrong_len, Err(MaciError::File { .. })));
         assert!(matches!(
             read_reference_priors(&priors, 4),
-            Err(CausalError::File { .. })
+            Err(MaciError::File { .. })
         ));
         let two_d = write(
             &dir,
@@ -763,12 +765,12 @@ mod tests {
         );
         assert!(matches!(
             read_reference_priors(&two_d, 3),
-            Err(CausalError::File { .. })
+            Err(MaciError::File { .. })
         ));
         let ints = write(&dir, "ints.npy", vec![3], ArrayData::I64(vec![0, 1, 0]));
         assert!(matches!(
             read_reference_priors(&ints, 3),
-            Err(CausalError::File { .. })
+            Err(MaciError::File { .. })
         ));
         let unnormalised = write(
             &dir,
@@ -778,7 +780,7 @@ mod tests {
         );
         assert!(matches!(
             read_reference_priors(&unnormalised, 3),
-            Err(CausalError::File { .. })
+            Err(MaciError::File { .. })
         ));
         let nan = write(
             &dir,
@@ -788,10 +790,10 @@ mod tests {
         );
         assert!(matches!(
             read_reference_prototype(&nan, 2),
-            Err(CausalError::NonFinite { index: 1, .. })
+            Err(MaciError::NonFinite { index: 1, .. })
         ));
         let absent = read_reference_prototype(&dir.join("absent.npy"), 5);
-        assert!(matches!(absent, Err(CausalError::Data(_))));
+        assert!(matches!(absent, Err(MaciError::Data(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -800,19 +802,19 @@ mod tests {
         assert!(Prototypes::new(vec![vec![1.0, 2.0], vec![3.0, 4.0]], vec![0.5, 0.5]).is_ok());
         assert!(matches!(
             Prototypes::new(vec![vec![1.0, 2.0], vec![3.0]], vec![0.5, 0.5]),
-            Err(CausalError::Length { .. })
+            Err(MaciError::Length { .. })
         ));
         assert!(matches!(
             Prototypes::new(vec![vec![1.0], vec![3.0]], vec![1.0]),
-            Err(CausalError::Length { .. })
+            Err(MaciError::Length { .. })
         ));
         assert!(matches!(
             Prototypes::new(vec![vec![f32::NAN]], vec![1.0]),
-            Err(CausalError::NonFinite { .. })
+            Err(MaciError::NonFinite { .. })
         ));
         assert!(matches!(
             Prototypes::new(vec![], vec![]),
-            Err(CausalError::Invalid { .. })
+            Err(MaciError::Invalid { .. })
         ));
     }
 }

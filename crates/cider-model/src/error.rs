@@ -6,7 +6,9 @@ pub enum ModelError {
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: std::path::PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -14,7 +16,9 @@ pub enum ModelError {
     /// A malformed configuration file or value.
     #[error("{source_name}: bad configuration: {message}")]
     Config {
+        /// What the value came from (a file name, or a description of the text).
         source_name: String,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
@@ -26,29 +30,42 @@ pub enum ModelError {
         list("mis-shaped", misshaped)
     )]
     Weights {
+        /// The file involved.
         file: String,
+        /// Keys the model has and the file lacks.
         missing: Vec<String>,
+        /// Keys the file has and the model lacks.
         unexpected: Vec<String>,
+        /// Keys whose shapes differ, with both shapes.
         misshaped: Vec<String>,
     },
 
     /// A malformed weight file (bad safetensors header, unsupported dtype, wrong byte count).
     #[error("{path}: bad weight file: {message}")]
     WeightFile {
+        /// The file or folder involved.
         path: std::path::PathBuf,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
     /// A tokenizer that cannot be loaded or text that cannot be encoded.
     #[error("{source_name}: tokenizer: {message}")]
     Tokenizer {
+        /// What the value came from (a file name, or a description of the text).
         source_name: String,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
     /// Model inputs whose kind or shape does not fit the network (`what` names the input).
     #[error("model input `{what}`: {message}")]
-    Input { what: String, message: String },
+    Input {
+        /// The input involved.
+        what: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A data-layer error (reading `.npy` inputs, datasets).
     #[error(transparent)]

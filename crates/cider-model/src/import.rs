@@ -10,7 +10,7 @@
 //!   `multimodal_transformer.version` (a fairseq buffer) is read and ignored.
 //!
 //! The BERT (`text_model.model.*`) is loaded by [`crate::bert::load_bert_weights`] and the
-//! classifier keys (`cls_encoders_*`, `classifiers.*`) by `cider-causal`.
+//! classifier keys (`cls_encoders_*`, `classifiers.*`) by `cider-maci`.
 
 use std::ops::Range;
 
@@ -22,7 +22,7 @@ use crate::ModelError;
 use crate::bert::load_bert_weights;
 use crate::decoder::{Decoders, SequenceDecoder};
 use crate::mct::{Mca, Mct, MctLayer};
-use crate::model::{CiderNetwork, TextEncoder};
+use crate::network::{CiderNetwork, TextEncoder};
 use crate::pooling::NaiveAttention;
 use crate::projection::{ResidualProjection, TemporalProjection};
 use crate::weights::{WeightFile, WeightLoader, replace_param};
@@ -273,7 +273,7 @@ mod tests {
     use burn::backend::flex::FlexDevice;
 
     use super::*;
-    use crate::config::{Alignment, NetworkConfig};
+    use crate::network_config::{Alignment, NetworkConfig, NetworkOptions};
 
     type TB = Flex;
 
@@ -285,7 +285,10 @@ mod tests {
     /// The golden network (2 layers, `D = 32`, `H = 8`) with precomputed text features.
     fn network() -> CiderNetwork<TB> {
         NetworkConfig::new(64, 5, 20, 16, 40, 48, Alignment::Unaligned)
-            .with_multimodal_layers(2)
+            .with_options(NetworkOptions {
+                multimodal_layers: 2,
+                ..NetworkOptions::default()
+            })
             .init(&FlexDevice)
             .expect("valid config")
     }
@@ -372,7 +375,10 @@ mod tests {
         // An aligned network has 16 → 16 decoders: the time maps of the file (16 → 40 / 48)
         // do not fit.
         let aligned = NetworkConfig::new(64, 5, 20, 16, 16, 16, Alignment::Aligned)
-            .with_multimodal_layers(3)
+            .with_options(NetworkOptions {
+                multimodal_layers: 3,
+                ..NetworkOptions::default()
+            })
             .init::<TB>(&FlexDevice)
             .expect("valid config");
         let mut loader = WeightLoader::new(&file, "", &FlexDevice);

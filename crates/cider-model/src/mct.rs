@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::config::PositionalMode;
+use crate::network_config::PositionalMode;
 use crate::wsam::xavier_linear;
 
 /// The seven modality subsets `U ⊆ {L, A, V}` of the MCA, in the reference's projection order

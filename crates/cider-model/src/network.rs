@@ -1,6 +1,6 @@
 //! The CIDer network up to the joint representation `r` (docs/method.md §5.0-§5.7), plus the
 //! reconstruction decoders (§5.9). The causal classifier (MCM) and the pass outputs of §5.10
-//! live in `cider-causal`, which wraps this network.
+//! live in `cider-maci`, which wraps this network.
 
 use burn::module::{Initializer, Module};
 use burn::nn::{Gru, GruConfig, Linear};
@@ -11,9 +11,9 @@ use burn::tensor::{Int, Tensor};
 
 use crate::ModelError;
 use crate::bert::Bert;
-use crate::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
 use crate::decoder::{Decoders, DecodersConfig, Reconstruction};
 use crate::mct::{Mct, MctConfig, MctOutput};
+use crate::network_config::{Alignment, NetworkConfig, PositionalMode};
 use crate::pooling::{NaiveAttention, NaiveAttentionConfig};
 use crate::projection::{
     ResidualProjection, ResidualProjectionConfig, TemporalProjection, TemporalProjectionConfig,
@@ -152,10 +152,11 @@ impl NetworkConfig {
     /// [`ModelError::Config`] when [`NetworkConfig::validate`] fails.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CiderNetwork<B>, ModelError> {
         self.validate()?;
-        let d = self.embed_dim;
-        let text_encoder = match &self.text_encoder {
-            TextEncoderConfig::Bert(bert) => TextEncoder::Bert(bert.init(device)?),
-            TextEncoderConfig::Precomputed => TextEncoder::Precomputed(PrecomputedText),
+        let o = &self.options;
+        let d = o.embed_dim;
+        let text_encoder = match &self.bert {
+            Some(bert) => TextEncoder::Bert(bert.init(device)?),
+            None => TextEncoder::Precomputed(PrecomputedText),
         };
         let bound = 1.0 / (d as f64).sqrt();
         let gru = GruConfig::new(d, d, true).with_initializer(Initializer::Uniform {
@@ -174,19 +175,19 @@ impl NetworkConfig {
             gru_l: gru.init(device),
             gru_a: gru.init(device),
             gru_v: gru.init(device),
-            mct: MctConfig::new(d, self.num_heads, self.multimodal_layers)
-                .with_attn_dropout(self.attn_dropout)
-                .with_relu_dropout(self.relu_dropout)
-                .with_res_dropout(self.res_dropout)
-                .with_embed_dropout(self.embed_dropout)
-                .with_positional(self.positional)
-                .with_max_positions(self.max_positions)
+            mct: MctConfig::new(d, o.num_heads, o.multimodal_layers)
+                .with_attn_dropout(o.attn_dropout)
+                .with_relu_dropout(o.relu_dropout)
+                .with_res_dropout(o.res_dropout)
+                .with_embed_dropout(o.embed_dropout)
+                .with_positional(o.positional)
+                .with_max_positions(o.max_positions)
                 .init(device),
             pool_l: pool(),
             pool_a: pool(),
             pool_v: pool(),
             residual: ResidualProjectionConfig::new(3 * d)
-                .with_dropout(self.out_dropout)
+                .with_dropout(o.out_dropout)
                 .init(device),
             decoders: DecodersConfig::new(
                 d, self.t_l, self.t_a, self.t_v, self.d_l, self.d_a, self.d_v,
@@ -434,6 +435,7 @@ fn input_error(what: &str, message: String) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network_config::NetworkOptions;
     use burn::backend::Flex;
     use burn::backend::flex::FlexDevice;
     use burn::tensor::{Distribution, TensorData};
@@ -446,10 +448,12 @@ mod tests {
             Alignment::Aligned => (4, 4),
             Alignment::Unaligned => (6, 5),
         };
-        NetworkConfig::new(6, 3, 2, 4, t_a, t_v, alignment)
-            .with_embed_dim(8)
-            .with_num_heads(2)
-            .with_multimodal_layers(1)
+        NetworkConfig::new(6, 3, 2, 4, t_a, t_v, alignment).with_options(NetworkOptions {
+            embed_dim: 8,
+            num_heads: 2,
+            multimodal_layers: 1,
+            ..NetworkOptions::default()
+        })
     }
 
     fn inputs(config: &NetworkConfig, device: &FlexDevice) -> (ViewInput<TB>, InputMasks<TB>) {
@@ -604,10 +608,9 @@ mod tests {
         bad_masks.text_len = Tensor::from_ints([4, 3, 2], &device);
         assert_eq!(what(network.forward(view.clone(), &bad_masks)), "text_len");
 
-        let small_table = config
-            .with_max_positions(1)
-            .init::<TB>(&device)
-            .expect("valid");
+        let mut small_table = config;
+        small_table.options.max_positions = 1;
+        let small_table = small_table.init::<TB>(&device).expect("valid");
         assert_eq!(what(small_table.forward(view, &masks)), "batch");
     }
 

@@ -1,9 +1,14 @@
 //! Configuration of the CIDer network (docs/method.md §5, defaults from §9).
 //!
-//! [`NetworkConfig`] describes everything up to the joint representation `r` and the
-//! reconstruction decoders; the causal classifier (MCM) is configured in `cider-causal`.
+//! [`NetworkOptions`] holds what a user chooses (the `[model]` table of a training
+//! configuration); [`NetworkConfig`] adds what the data decides (sizes, alignment) and the
+//! architecture of a pretrained BERT. The causal classifier (MCM) is configured in
+//! `cider-maci`.
+
+use std::path::PathBuf;
 
 use burn::config::Config;
+use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::bert::BertConfig;
@@ -17,26 +22,125 @@ pub enum Alignment {
     Unaligned,
 }
 
-/// The positional term added to the MCT input (docs/method.md §5.5, §11.1).
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// The positional term added to the MCT input (docs/method.md §5.5, §11.1); written
+/// `batch-index` / `time-index` in configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PositionalMode {
     /// Reference behaviour (parity): `pe[b]`, the table row of the sample's index inside the
     /// batch, is added to every token of sample `b`; tokens carry no time position.
+    #[default]
     BatchIndex,
     /// Corrected behaviour: `pe[t]` is added to token `t` of the fused sequence, `t < 3L`.
     TimeIndex,
 }
 
-/// Which text encoder produces `X_l (B, T_l, d_l)` (docs/method.md §5.1).
-#[derive(Config, Debug)]
-pub enum TextEncoderConfig {
-    /// A BERT fine-tuned with the rest of the network (the reference setup).
-    Bert(BertConfig),
-    /// Pre-extracted text features (MMSA's `text` array, `[B, T_l, 768]`): BERT is skipped.
+/// Where `X_l (B, T_l, d_l)` comes from (docs/method.md §5.1); written `precomputed` /
+/// `bert` in configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextSource {
+    /// Pre-extracted text features (MMSA's `text` array, `[B, T_l, 768]`): no BERT.
+    #[default]
     Precomputed,
+    /// A pretrained BERT fine-tuned with the rest of the network (the reference setup).
+    Bert,
 }
 
-/// Hyper-parameters of the CIDer network (docs/method.md §5; defaults are the single-run set of §9.3).
+/// The network's hyper-parameters, the `[model]` table of a training configuration
+/// (docs/method.md §5, defaults the single-run set of §9.3). Every key is optional and an
+/// unknown key is an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkOptions {
+    /// `D`: model width (32).
+    pub embed_dim: usize,
+    /// Number of MCT layers `n` (3).
+    pub multimodal_layers: usize,
+    /// `H`: heads of the MCT attention (8); `D` must be a multiple of `H`.
+    pub num_heads: usize,
+    /// Dropout on the attention probabilities of the full `LAV` MCT branch only (0.0).
+    pub attn_dropout: f64,
+    /// Dropout inside the residual projection that forms `r` (0.3, docs/method.md §5.7).
+    pub out_dropout: f64,
+    /// Dropout after the positional term of the MCT (0.2).
+    pub embed_dropout: f64,
+    /// Dropout after the ReLU of the MCT feed-forward block (0.1).
+    pub relu_dropout: f64,
+    /// Dropout on both residual branches of an MCT layer (0.1).
+    pub res_dropout: f64,
+    /// Positional term of the MCT (parity: [`PositionalMode::BatchIndex`]).
+    pub positional: PositionalMode,
+    /// Rows of the sinusoidal table (1024 in the reference).
+    pub max_positions: usize,
+    /// The text encoder.
+    pub text_encoder: TextSource,
+    /// HuggingFace BERT folder (`config.json`, weights, tokenizer) for
+    /// [`TextSource::Bert`]; read when training starts, not when a trained model is opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bert_dir: Option<PathBuf>,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        Self {
+            embed_dim: 32,
+            multimodal_layers: 3,
+            num_heads: 8,
+            attn_dropout: 0.0,
+            out_dropout: 0.3,
+            embed_dropout: 0.2,
+            relu_dropout: 0.1,
+            res_dropout: 0.1,
+            positional: PositionalMode::BatchIndex,
+            max_positions: 1024,
+            text_encoder: TextSource::Precomputed,
+            bert_dir: None,
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// Checks the values that no network can run with, naming the key.
+    ///
+    /// # Errors
+    /// `(key, message)` of the first offending value.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let sizes = [
+            ("embed_dim", self.embed_dim),
+            ("multimodal_layers", self.multimodal_layers),
+            ("num_heads", self.num_heads),
+            ("max_positions", self.max_positions),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err((name, "= 0, expected at least 1".into()));
+        }
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
+            return Err((
+                "num_heads",
+                format!(
+                    "= {} does not divide embed_dim = {}",
+                    self.num_heads, self.embed_dim
+                ),
+            ));
+        }
+        let dropouts = [
+            ("attn_dropout", self.attn_dropout),
+            ("out_dropout", self.out_dropout),
+            ("embed_dropout", self.embed_dropout),
+            ("relu_dropout", self.relu_dropout),
+            ("res_dropout", self.res_dropout),
+        ];
+        if let Some((name, p)) = dropouts.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
+            return Err((name, format!("= {p} is not a rate in [0, 1)")));
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration of a CIDer network: the data's sizes, the [`NetworkOptions`] and,
+/// for [`TextSource::Bert`], the BERT architecture (written into a trained model's
+/// `model.json`, so opening it needs no BERT folder).
 #[derive(Config, Debug)]
 pub struct NetworkConfig {
     /// `d_l`: width of the text features (768 for BERT-base; the BERT hidden size).
@@ -53,42 +157,23 @@ pub struct NetworkConfig {
     pub t_v: usize,
     /// Aligned or unaligned input (decides whether WSAM runs).
     pub alignment: Alignment,
-    /// `D`: model width.
-    #[config(default = 32)]
-    pub embed_dim: usize,
-    /// Number of MCT layers `n`.
-    #[config(default = 3)]
-    pub multimodal_layers: usize,
-    /// `H`: heads of the MCT attention (`D` must be a multiple of `H`).
-    #[config(default = 8)]
-    pub num_heads: usize,
-    /// Dropout on the attention probabilities of the full `LAV` MCT branch only.
-    #[config(default = 0.0)]
-    pub attn_dropout: f64,
-    /// Dropout inside the residual projection that forms `r` (docs/method.md §5.7).
-    #[config(default = 0.3)]
-    pub out_dropout: f64,
-    /// Dropout after the positional term of the MCT.
-    #[config(default = 0.2)]
-    pub embed_dropout: f64,
-    /// Dropout after the ReLU of the MCT feed-forward block.
-    #[config(default = 0.1)]
-    pub relu_dropout: f64,
-    /// Dropout on both residual branches of an MCT layer.
-    #[config(default = 0.1)]
-    pub res_dropout: f64,
-    /// Positional term of the MCT (parity: [`PositionalMode::BatchIndex`]).
-    #[config(default = "PositionalMode::BatchIndex")]
-    pub positional: PositionalMode,
-    /// Rows of the sinusoidal table (1024 in the reference).
-    #[config(default = 1024)]
-    pub max_positions: usize,
-    /// The text encoder.
-    #[config(default = "TextEncoderConfig::Precomputed")]
-    pub text_encoder: TextEncoderConfig,
+    /// The hyper-parameters.
+    #[config(default = "NetworkOptions::default()")]
+    pub options: NetworkOptions,
+    /// The BERT architecture, present exactly when `options.text_encoder` is
+    /// [`TextSource::Bert`].
+    pub bert: Option<BertConfig>,
 }
 
 impl NetworkConfig {
+    /// The same configuration with a BERT text encoder of architecture `bert`.
+    pub fn with_bert_encoder(mut self, bert: BertConfig) -> Self {
+        self.options.text_encoder = TextSource::Bert;
+        self.d_l = bert.hidden_size;
+        self.bert = Some(bert);
+        self
+    }
+
     /// Checks the values that the network cannot run with.
     ///
     /// # Errors
@@ -107,52 +192,40 @@ impl NetworkConfig {
             ("t_l", self.t_l),
             ("t_a", self.t_a),
             ("t_v", self.t_v),
-            ("embed_dim", self.embed_dim),
-            ("multimodal_layers", self.multimodal_layers),
-            ("num_heads", self.num_heads),
-            ("max_positions", self.max_positions),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return fail(format!("{name} must be at least 1"));
         }
-        if !self.embed_dim.is_multiple_of(self.num_heads) {
-            return fail(format!(
-                "embed_dim {} is not a multiple of num_heads {}",
-                self.embed_dim, self.num_heads
-            ));
+        if let Err((key, message)) = self.options.check() {
+            return fail(format!("{key} {message}"));
         }
+        let o = &self.options;
         if self.alignment == Alignment::Aligned && (self.t_a != self.t_l || self.t_v != self.t_l) {
             return fail(format!(
                 "aligned input needs t_a = t_v = t_l, got t_l {}, t_a {}, t_v {}",
                 self.t_l, self.t_a, self.t_v
             ));
         }
-        if self.positional == PositionalMode::TimeIndex && 3 * self.t_l > self.max_positions {
+        if o.positional == PositionalMode::TimeIndex && 3 * self.t_l > o.max_positions {
             return fail(format!(
-                "positional TimeIndex needs 3·t_l = {} ≤ max_positions {}",
+                "positional time-index needs 3·t_l = {} ≤ max_positions {}",
                 3 * self.t_l,
-                self.max_positions
+                o.max_positions
             ));
         }
-        let dropouts = [
-            ("attn_dropout", self.attn_dropout),
-            ("out_dropout", self.out_dropout),
-            ("embed_dropout", self.embed_dropout),
-            ("relu_dropout", self.relu_dropout),
-            ("res_dropout", self.res_dropout),
-        ];
-        if let Some((name, p)) = dropouts.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
-            return fail(format!("{name} = {p} is not a probability in [0, 1)"));
-        }
-        if let TextEncoderConfig::Bert(bert) = &self.text_encoder
-            && bert.hidden_size != self.d_l
-        {
-            return fail(format!(
+        match (o.text_encoder, &self.bert) {
+            (TextSource::Bert, Some(bert)) if bert.hidden_size != self.d_l => fail(format!(
                 "BERT hidden size {} differs from d_l {}",
                 bert.hidden_size, self.d_l
-            ));
+            )),
+            (TextSource::Bert, None) => {
+                fail("text_encoder bert needs the BERT architecture (`bert`)".into())
+            }
+            (TextSource::Precomputed, Some(_)) => {
+                fail("text_encoder precomputed takes no BERT architecture (`bert`)".into())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -166,7 +239,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_single_run_set() {
-        let c = mosi_unaligned();
+        let config = mosi_unaligned();
+        let c = &config.options;
         assert_eq!((c.embed_dim, c.multimodal_layers, c.num_heads), (32, 3, 8));
         assert_eq!(
             [
@@ -180,8 +254,9 @@ mod tests {
         );
         assert_eq!(c.positional, PositionalMode::BatchIndex);
         assert_eq!(c.max_positions, 1024);
-        assert!(matches!(c.text_encoder, TextEncoderConfig::Precomputed));
-        assert!(c.validate().is_ok());
+        assert_eq!(c.text_encoder, TextSource::Precomputed);
+        assert!(config.bert.is_none());
+        assert!(config.validate().is_ok());
     }
 
     fn rejects(config: NetworkConfig, needle: &str) {
@@ -193,35 +268,55 @@ mod tests {
         }
     }
 
+    fn with(change: impl FnOnce(&mut NetworkOptions)) -> NetworkConfig {
+        let mut options = NetworkOptions::default();
+        change(&mut options);
+        mosi_unaligned().with_options(options)
+    }
+
     #[test]
     fn invalid_values_are_named() {
-        rejects(mosi_unaligned().with_num_heads(5), "num_heads");
-        rejects(
-            mosi_unaligned().with_multimodal_layers(0),
-            "multimodal_layers",
-        );
-        rejects(mosi_unaligned().with_out_dropout(1.0), "out_dropout");
+        rejects(with(|o| o.num_heads = 5), "num_heads");
+        rejects(with(|o| o.multimodal_layers = 0), "multimodal_layers");
+        rejects(with(|o| o.out_dropout = 1.0), "out_dropout");
         rejects(
             NetworkConfig::new(768, 5, 20, 50, 375, 500, Alignment::Aligned),
             "t_a = t_v = t_l",
         );
-        rejects(
-            mosi_unaligned()
-                .with_positional(PositionalMode::TimeIndex)
-                .with_max_positions(149),
-            "TimeIndex",
-        );
-        assert!(
-            mosi_unaligned()
-                .with_positional(PositionalMode::TimeIndex)
-                .with_max_positions(150)
-                .validate()
-                .is_ok()
-        );
+        let time_index = |rows| {
+            with(|o| {
+                o.positional = PositionalMode::TimeIndex;
+                o.max_positions = rows;
+            })
+        };
+        rejects(time_index(149), "time-index");
+        assert!(time_index(150).validate().is_ok());
         let tiny_bert = BertConfig::new(100, 64, 1, 2, 128, 16);
+        let mut bert_run = mosi_unaligned().with_bert_encoder(tiny_bert.clone());
+        assert_eq!(bert_run.d_l, 64);
+        assert!(bert_run.validate().is_ok());
+        bert_run.d_l = 768;
+        rejects(bert_run, "d_l");
         rejects(
-            mosi_unaligned().with_text_encoder(TextEncoderConfig::Bert(tiny_bert)),
-            "d_l",
+            with(|o| o.text_encoder = TextSource::Bert),
+            "BERT architecture",
         );
+        rejects(mosi_unaligned().with_bert(Some(tiny_bert)), "precomputed");
+    }
+
+    /// `[model]` keys: the documented names, defaults for absent keys, unknown keys refused.
+    #[test]
+    fn options_read_from_toml_names() {
+        let options: NetworkOptions = serde_json::from_value(serde_json::json!({
+            "embed_dim": 16, "positional": "time-index", "text_encoder": "bert", "bert_dir": "b"
+        }))
+        .unwrap();
+        assert_eq!(options.embed_dim, 16);
+        assert_eq!(options.positional, PositionalMode::TimeIndex);
+        assert_eq!(options.text_encoder, TextSource::Bert);
+        assert_eq!(options.bert_dir, Some(PathBuf::from("b")));
+        assert_eq!(options.num_heads, 8);
+        let typo = serde_json::from_value::<NetworkOptions>(serde_json::json!({"embed_dims": 16}));
+        assert!(typo.unwrap_err().to_string().contains("embed_dims"));
     }
 }

@@ -25,7 +25,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
-use cider_causal::model::{Cider, CiderConfig};
+use cider_maci::full_model::{Cider, CiderConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,7 +48,9 @@ pub enum CheckpointError {
     /// An I/O failure on a named path.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -56,14 +58,22 @@ pub enum CheckpointError {
     /// A Burn record that cannot be written or read (missing, corrupt, or of another model).
     #[error("{path}: cannot {action} the record: {message}")]
     Record {
+        /// The file or folder involved.
         path: PathBuf,
+        /// `read` or `write`.
         action: &'static str,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
     /// A JSON file that cannot be parsed as what we write.
     #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -326,7 +336,7 @@ mod tests {
 
     use burn::backend::Flex;
     use burn::nn::{Linear, LinearConfig};
-    use cider_model::config::{Alignment, NetworkConfig};
+    use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions};
 
     use super::*;
 
@@ -452,9 +462,12 @@ mod tests {
             Err(CheckpointError::Record { action: "read", .. })
         ));
 
-        let network = NetworkConfig::new(8, 2, 3, 4, 4, 4, Alignment::Aligned)
-            .with_multimodal_layers(1)
-            .with_num_heads(2);
+        let network =
+            NetworkConfig::new(8, 2, 3, 4, 4, 4, Alignment::Aligned).with_options(NetworkOptions {
+                multimodal_layers: 1,
+                num_heads: 2,
+                ..NetworkOptions::default()
+            });
         let config = CiderConfig::new(network, 3);
         let model = config.init::<B>(&device).unwrap();
         save_model(&model, &config, &dir).unwrap();

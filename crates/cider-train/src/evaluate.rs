@@ -1,9 +1,7 @@
-//! MACI inference and the robustness protocol (docs/method.md §7.4, §8.2, §11.3).
+//! The robustness protocol (docs/method.md §8.2, §11.3).
 //!
-//! * [`predict`] runs a model over a split in file order, batches of 128 (the batch-indexed
-//!   positional term makes this matter, docs/method.md §11.1): `ℓ = pred_m` for the missing view and
-//!   `ℓ_cf = cf_pred_m` for its counterfactual (text keeps only bias words, docs/method.md §4.2).
-//! * [`run_protocol`] evaluates a split at every missing rate of a grid (or at the seven SMM
+//! The model's passes over a split are MACI inference ([`cider_maci::inference`]);
+//! [`run_protocol`] evaluates a split at every missing rate of a grid (or at the seven SMM
 //!   subsets): seed-1111 evaluation masks per point, factual and counterfactual passes, the
 //!   metrics of `s_τ = ℓ − τ·ℓ_cf` for every τ. Two τ rules are reported side by side:
 //!   [`TauSelection::Validation`] (τ chosen once on the validation split at rate 0 and fixed)
@@ -16,25 +14,19 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use cider_causal::CausalError;
-use cider_causal::counterfactual::{CfOutputs, Tau, TauSelection, TauSweep};
-use cider_causal::metrics::{self, Metric, Metrics};
-use cider_causal::model::Cider;
-use cider_causal::prototypes::Prototypes;
 use cider_data::DataError;
-use cider_data::batch::{Batch, Order, batch_indices, gather_rows};
 use cider_data::bias::counterfactual_ids;
 use cider_data::dataset::{Split, Task};
-use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, MissingView, eval_view, smm_rates};
+use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, eval_view, smm_rates};
 use cider_data::missing_mode::EvalMode;
+use cider_maci::MaciError;
+use cider_maci::counterfactual::{Tau, TauSelection};
+use cider_maci::full_model::Cider;
+use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE, Sweep, predict};
+use cider_maci::metrics::{self, Metric, Metrics};
+use cider_maci::prototypes::Prototypes;
 use cider_model::ModelError;
-use cider_model::model::{InputMasks, TextEncoder, TextInput, ViewInput};
-use serde::{Deserialize, Serialize};
-
-/// Evaluation batch size of the reference (docs/method.md §8.2), in file order.
-pub const EVAL_BATCH_SIZE: usize = 128;
 
 /// Most points a rate grid may have (a guard against `0:1:1e-9`).
 pub const MAX_RATES: usize = 1001;
@@ -48,7 +40,7 @@ pub enum EvalError {
 
     /// Metrics, τ sweeps, prototypes.
     #[error(transparent)]
-    Causal(#[from] CausalError),
+    Maci(#[from] MaciError),
 
     /// The model refused its inputs.
     #[error(transparent)]
@@ -56,12 +48,19 @@ pub enum EvalError {
 
     /// An argument that cannot be used (rates, batch size, mode, labels).
     #[error("invalid {what}: {message}")]
-    Invalid { what: String, message: String },
+    Invalid {
+        /// The input involved.
+        what: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A file that cannot be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -69,8 +68,11 @@ pub enum EvalError {
     /// A results file whose content is not what we write.
     #[error("{file}: key `{key}`: expected {expected}")]
     Format {
+        /// The file involved.
         file: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// What was expected.
         expected: String,
     },
 }
@@ -80,28 +82,6 @@ impl EvalError {
         EvalError::Invalid {
             what: what.to_string(),
             message: message.into(),
-        }
-    }
-}
-
-/// Whether MACI's counterfactual debiasing is applied (docs/method.md §7.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum Debiasing {
-    /// `s_τ = ℓ − τ·ℓ_cf` with τ from the grid {0.0, …, 3.0}.
-    #[default]
-    Maci,
-    /// The plain MCM prediction: τ fixed at 0 for both rules, no counterfactual pass.
-    NoMaci,
-}
-
-impl Debiasing {
-    /// `"maci"` or `"no_maci"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Debiasing::Maci => "maci",
-            Debiasing::NoMaci => "no_maci",
         }
     }
 }
@@ -184,175 +164,6 @@ fn check_rates(rates: &[f64]) -> Result<(), EvalError> {
         )));
     }
     Ok(())
-}
-
-/// The model outputs of one split, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Predictions {
-    /// `C`, the number of classes.
-    pub classes: usize,
-    /// `ℓ = pred_m`: log-probabilities of the factual (missing-view) input, `[N, C]`.
-    pub pred: Vec<f32>,
-    /// `ℓ_cf = cf_pred_m` of the counterfactual input, `[N, C]`; `None` when no counterfactual
-    /// ids were given.
-    pub cf_pred: Option<Vec<f32>>,
-}
-
-/// Runs `model` over every sample of `split` in file order, `batch_size` samples a batch.
-///
-/// `view` is the split's missing view (all `N` rows, from [`eval_view`]); `cf_ids` are the
-/// counterfactual token ids `[N, T_l]` (docs/method.md §4.2), or `None` for the factual pass only;
-/// `confounders` are the split's test-time prototypes and priors (docs/method.md §7.2), the same for every
-/// sample. The text goes to the model as its encoder takes it: token ids `text_m` / `text_cf`
-/// for BERT; for precomputed features, `X_l` with the rows of missing tokens zeroed (factual)
-/// or with every row zeroed whose counterfactual id differs from the original id (hidden
-/// behind `[MASK]` or missing), the feature analogue of the reference's id substitution.
-///
-/// # Errors
-/// Sizes that disagree with the split, `batch_size` 0, precomputed-feature models on splits
-/// without `text` features, and model input errors.
-pub fn predict<B: Backend>(
-    model: &Cider<B>,
-    split: &Split,
-    view: &MissingView,
-    cf_ids: Option<&[u32]>,
-    confounders: &Prototypes,
-    batch_size: usize,
-    device: &B::Device,
-) -> Result<Predictions, EvalError> {
-    let t_l = split.dims.t_l;
-    if batch_size == 0 {
-        return Err(EvalError::invalid("batch size", "must be at least 1"));
-    }
-    if view.n != split.n || view.dims != split.dims {
-        return Err(EvalError::invalid(
-            "missing view",
-            format!(
-                "it has {} rows of {:?}, split `{}` has {} samples of {:?}",
-                view.n, view.dims, split.name, split.n, split.dims
-            ),
-        ));
-    }
-    if let Some(cf) = cf_ids
-        && Some(cf.len()) != split.n.checked_mul(t_l)
-    {
-        return Err(EvalError::invalid(
-            "counterfactual ids",
-            format!(
-                "{} ids do not fill [{}, {t_l}] for split `{}`",
-                cf.len(),
-                split.n,
-                split.name
-            ),
-        ));
-    }
-    let classes = confounders.num_classes();
-    // Batches carry labels, which inference does not read.
-    let labels = vec![0u8; split.n];
-    let mut pred = Vec::with_capacity(split.n * classes);
-    let mut cf_pred = cf_ids.map(|_| Vec::with_capacity(split.n * classes));
-    for indices in batch_indices(split.n, batch_size, Order::Sequential, 0) {
-        let rows = view.rows(&indices)?;
-        let cf_rows = cf_ids.map(|cf| gather_rows(cf, t_l, &indices));
-        let batch = Batch::<B>::new(split, &indices, &rows, cf_rows.as_deref(), &labels, device);
-        let masks = InputMasks {
-            text: batch.text_mask.clone(),
-            audio: batch.audio_mask.clone(),
-            vision: batch.vision_mask.clone(),
-            text_len: batch.text_len.clone(),
-        };
-        let conf = confounders.confounders::<B>(indices.len(), device);
-        let factual = ViewInput {
-            text: factual_text(model, &batch, &split.name)?,
-            audio: batch.audio_m.clone(),
-            vision: batch.vision_m.clone(),
-        };
-        match cf_pred.as_mut() {
-            Some(cf_out) => {
-                let cf_text = counterfactual_text(model, &batch, &split.name)?;
-                let out = model.test(factual, cf_text, &masks, &conf)?;
-                pred.extend(to_f32(out.factual.pred)?);
-                cf_out.extend(to_f32(out.counterfactual.pred)?);
-            }
-            None => {
-                let (out, _) = model.forward_view(factual, &masks, &conf)?;
-                pred.extend(to_f32(out.pred)?);
-            }
-        }
-    }
-    Ok(Predictions {
-        classes,
-        pred,
-        cf_pred,
-    })
-}
-
-/// The factual text of a batch: `text_m` ids, or features with missing-token rows zeroed.
-fn factual_text<B: Backend>(
-    model: &Cider<B>,
-    batch: &Batch<B>,
-    split: &str,
-) -> Result<TextInput<B>, EvalError> {
-    match &model.network.text_encoder {
-        TextEncoder::Bert(_) => Ok(TextInput::Tokens {
-            ids: batch.text_m_ids.clone(),
-            attention_mask: batch.text_mask.clone(),
-            token_types: batch.text_segment.clone(),
-        }),
-        TextEncoder::Precomputed(_) => {
-            let keep = batch.text_missing.clone(); // [B, T_l]
-            Ok(TextInput::Features(
-                split_features(batch, split)? * keep.unsqueeze_dim::<3>(2),
-            ))
-        }
-    }
-}
-
-/// The counterfactual text of a batch: `text_cf` ids, or features kept only where the
-/// counterfactual id equals the original id (specials and present bias words).
-fn counterfactual_text<B: Backend>(
-    model: &Cider<B>,
-    batch: &Batch<B>,
-    split: &str,
-) -> Result<TextInput<B>, EvalError> {
-    let cf_ids = batch.text_cf_ids.clone().ok_or_else(|| {
-        EvalError::invalid(
-            "counterfactual batch",
-            "the batch has no counterfactual ids",
-        )
-    })?;
-    match &model.network.text_encoder {
-        TextEncoder::Bert(_) => Ok(TextInput::Tokens {
-            ids: cf_ids,
-            attention_mask: batch.text_mask.clone(),
-            token_types: batch.text_segment.clone(),
-        }),
-        TextEncoder::Precomputed(_) => {
-            let keep = cf_ids.equal(batch.text_ids.clone()).float(); // [B, T_l]
-            Ok(TextInput::Features(
-                split_features(batch, split)? * keep.unsqueeze_dim::<3>(2),
-            ))
-        }
-    }
-}
-
-/// The batch's precomputed text features `[B, T_l, d_l]`.
-fn split_features<B: Backend>(batch: &Batch<B>, split: &str) -> Result<Tensor<B, 3>, EvalError> {
-    batch.text_features.clone().ok_or_else(|| {
-        EvalError::invalid(
-            &format!("split `{split}`"),
-            "the model reads precomputed text features, but the split has no `text` array",
-        )
-    })
-}
-
-/// A float tensor's values as `f32`, row-major.
-fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, EvalError> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .map_err(|e| EvalError::invalid("model output", format!("not readable as f32: {e:?}")))
 }
 
 /// The splits and class information one protocol run needs.
@@ -558,65 +369,24 @@ pub fn run_protocol<B: Backend>(
     })
 }
 
-/// The metrics of one split's outputs: the full τ sweep (MACI), or τ = 0 alone without MACI
-/// or with the linear classifier. Used by the protocol and by the training loop's selection.
-pub(crate) enum Sweep {
-    Maci(TauSweep),
-    Plain(Metrics),
-}
-
-impl Sweep {
-    /// The sweep of `out` against `labels`: over τ when `out` has counterfactual outputs.
-    pub(crate) fn new(task: Task, out: &Predictions, labels: &[u8]) -> Result<Self, EvalError> {
-        Ok(match &out.cf_pred {
-            Some(cf_pred) => Sweep::Maci(TauSweep::new(
-                task,
-                &CfOutputs {
-                    pred: &out.pred,
-                    cf_pred,
-                    labels,
-                },
-            )?),
-            None => Sweep::Plain(metrics::evaluate(task, &out.pred, labels)?),
-        })
-    }
-
-    /// τ maximising the headline metric (0 without MACI).
-    pub(crate) fn best_tau(&self) -> Tau {
-        match self {
-            Sweep::Maci(sweep) => sweep.best_tau(),
-            Sweep::Plain(_) => Tau::ZERO,
-        }
-    }
-
-    /// The metrics at `tau` (the only ones without MACI).
-    pub(crate) fn at(&self, tau: Tau) -> &Metrics {
-        match self {
-            Sweep::Maci(sweep) => sweep.at(tau),
-            Sweep::Plain(metrics) => metrics,
-        }
-    }
-
-    /// Every metric maximised over τ separately.
-    pub(crate) fn oracle(&self) -> Metrics {
-        match self {
-            Sweep::Maci(sweep) => sweep.oracle(),
-            Sweep::Plain(metrics) => metrics.clone(),
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use burn::backend::Flex;
+    use burn::tensor::Tensor;
     use burn::tensor::TensorData;
-    use cider_causal::model::CiderConfig;
-    use cider_causal::prototypes::TextFeatures;
+    use cider_data::batch::Batch;
     use cider_data::bias::{BiasRule, bias_words};
     use cider_data::dataset::Dataset;
+    use cider_data::missing::MissingView;
     use cider_data::synth::{Layout, SynthConfig, generate};
+    use cider_maci::counterfactual::{CfOutputs, TauSweep};
+    use cider_maci::full_model::CiderConfig;
+    use cider_maci::inference::Predictions;
+    use cider_maci::prototypes::TextFeatures;
     use cider_model::bert::BertConfig;
-    use cider_model::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
+    use cider_model::network::InputMasks;
+    use cider_model::network::{TextInput, ViewInput};
+    use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions, PositionalMode};
 
     use super::*;
 
@@ -645,10 +415,13 @@ pub(crate) mod tests {
             let d = data.dims;
             let network =
                 NetworkConfig::new(d.d_l, d.d_a, d.d_v, d.t_l, d.t_a, d.t_v, Alignment::Aligned)
-                    .with_embed_dim(8)
-                    .with_num_heads(2)
-                    .with_multimodal_layers(1)
-                    .with_positional(positional);
+                    .with_options(NetworkOptions {
+                        embed_dim: 8,
+                        num_heads: 2,
+                        multimodal_layers: 1,
+                        positional,
+                        ..NetworkOptions::default()
+                    });
             let model = CiderConfig::new(network, 3)
                 .init::<TB>(&Default::default())
                 .unwrap();
@@ -804,8 +577,13 @@ pub(crate) mod tests {
                 &f.prototypes.confounders(4, &device),
             )
             .unwrap();
-        let want = to_f32(test.factual.pred).unwrap();
-        let want_cf = to_f32(test.counterfactual.pred).unwrap();
+        let want = test.factual.pred.into_data().to_vec::<f32>().unwrap();
+        let want_cf = test
+            .counterfactual
+            .pred
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         assert!(max_diff(&out.pred[12..24], &want) < 1e-6);
         assert!(max_diff(&cf_pred[12..24], &want_cf) < 1e-6);
         assert!(
@@ -848,10 +626,13 @@ pub(crate) mod tests {
         let bert = BertConfig::new(30_522, 16, 1, 2, 32, 64);
         let network =
             NetworkConfig::new(16, d.d_a, d.d_v, d.t_l, d.t_a, d.t_v, Alignment::Unaligned)
-                .with_embed_dim(8)
-                .with_num_heads(2)
-                .with_multimodal_layers(1)
-                .with_text_encoder(TextEncoderConfig::Bert(bert));
+                .with_options(NetworkOptions {
+                    embed_dim: 8,
+                    num_heads: 2,
+                    multimodal_layers: 1,
+                    ..NetworkOptions::default()
+                })
+                .with_bert_encoder(bert);
         let device = Default::default();
         let model = CiderConfig::new(network, 3).init::<TB>(&device).unwrap();
         let prototypes =
@@ -892,9 +673,24 @@ pub(crate) mod tests {
                 &prototypes.confounders(split.n, &device),
             )
             .unwrap();
-        assert!(max_diff(&out.pred, &to_f32(test.factual.pred).unwrap()) < 1e-6);
+        assert!(
+            max_diff(
+                &out.pred,
+                &test.factual.pred.into_data().to_vec::<f32>().unwrap()
+            ) < 1e-6
+        );
         let cf_pred = out.cf_pred.unwrap();
-        assert!(max_diff(&cf_pred, &to_f32(test.counterfactual.pred).unwrap()) < 1e-6);
+        assert!(
+            max_diff(
+                &cf_pred,
+                &test
+                    .counterfactual
+                    .pred
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+            ) < 1e-6
+        );
         assert!(max_diff(&out.pred, &cf_pred) > 1e-6);
     }
 

@@ -12,23 +12,28 @@
 //! from the complete pass at θ0 and carry no gradient. Reconstruction targets are
 //! `text_for_recon` and the complete raw audio / vision; the mask is `inmask − missmask`.
 
-use burn::config::Config;
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
-use cider_causal::model::{Cider, CompleteOutput, Confounders, MissingOutput};
+use cider_maci::full_model::{Cider, CompleteOutput, Confounders, MissingOutput};
 use cider_model::ModelError;
-use cider_model::losses::{
-    ReconLoss, attention_kl, joint_rep_loss, masked_reconstruction, nll, reconstruction_mask,
-};
-use cider_model::model::{InputMasks, TextInput, ViewInput};
-use serde::Serialize;
+
+use cider_model::network::{InputMasks, TextInput, ViewInput};
+use serde::{Deserialize, Serialize};
 
 use crate::optim::GroupedAdam;
 
-/// Whether the missing view is distilled from the complete view (ablation switch).
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub mod losses;
+
+use losses::{
+    ReconLoss, attention_kl, joint_rep_loss, masked_reconstruction, nll, reconstruction_mask,
+};
+
+/// Whether the missing view is distilled from the complete view (ablation switch); written
+/// `mssd` or `none` in configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Distillation {
     /// The two-pass MSSD step of docs/method.md §6.1 (the reference).
     Mssd,
@@ -37,24 +42,34 @@ pub enum Distillation {
     None,
 }
 
-/// Loss weights and switches of the MSSD step (docs/method.md §6.2; defaults from §9.3).
-#[derive(Config, Debug)]
+/// Loss weights and switches of the MSSD step (docs/method.md §6.2; defaults from §9.3), the
+/// `[loss]` table of a training configuration. Every key is optional and an unknown key is an
+/// error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MssdConfig {
-    /// `λ_rep`, weight of the joint-representation loss (reference `--joint_rep_weight`).
-    #[config(default = 0.5)]
-    pub joint_rep_weight: f64,
-    /// `λ_attn`, weight of the attention-map KL (reference `--attn_weight`).
-    #[config(default = 0.1)]
-    pub attn_weight: f64,
-    /// `λ_rec`, weight of the reconstruction losses (reference `--recon_weight`).
-    #[config(default = 0.6)]
-    pub recon_weight: f64,
-    /// The element-wise reconstruction loss `ℓ`.
-    #[config(default = "ReconLoss::SmoothL1")]
-    pub recon_loss: ReconLoss,
-    /// MSSD or the no-distillation ablation.
-    #[config(default = "Distillation::Mssd")]
+    /// `mssd` or `none` (ablation: one missing-view pass with the task loss only).
     pub distillation: Distillation,
+    /// `λ_rep`, weight of the joint-representation loss (0.5; reference `--joint_rep_weight`).
+    pub lambda_rep: f64,
+    /// `λ_attn`, weight of the attention-map KL (0.1; reference `--attn_weight`).
+    pub lambda_attn: f64,
+    /// `λ_rec`, weight of the reconstruction losses (0.6; reference `--recon_weight`).
+    pub lambda_rec: f64,
+    /// The element-wise reconstruction loss `ℓ` (Huber with β = 1).
+    pub recon: ReconLoss,
+}
+
+impl Default for MssdConfig {
+    fn default() -> Self {
+        Self {
+            distillation: Distillation::Mssd,
+            lambda_rep: 0.5,
+            lambda_attn: 0.1,
+            lambda_rec: 0.6,
+            recon: ReconLoss::SmoothL1,
+        }
+    }
 }
 
 /// The missing masks of the missing view (1 = kept, ⊆ the input masks).
@@ -328,7 +343,7 @@ fn distillation_terms<B: Backend>(
     config: &MssdConfig,
 ) -> DistillationTerms<B> {
     let recon = |pred, target: &Tensor<B, 3>, mask: &Tensor<B, 2>| {
-        masked_reconstruction(pred, target.clone(), mask.clone(), config.recon_loss)
+        masked_reconstruction(pred, target.clone(), mask.clone(), config.recon)
     };
     let task_m = nll(student.view.pred, labels);
     let joint_rep = joint_rep_loss(student.view.joint_rep, teacher.joint_rep.clone());
@@ -337,10 +352,10 @@ fn distillation_terms<B: Backend>(
     let recon_audio = recon(student.recon.audio, &targets.audio, &targets.audio_mask);
     let recon_vision = recon(student.recon.vision, &targets.vision, &targets.vision_mask);
     let combined = task_m.clone()
-        + joint_rep.clone().mul_scalar(config.joint_rep_weight)
-        + attn.clone().mul_scalar(config.attn_weight)
+        + joint_rep.clone().mul_scalar(config.lambda_rep)
+        + attn.clone().mul_scalar(config.lambda_attn)
         + (recon_text.clone() + recon_audio.clone() + recon_vision.clone())
-            .mul_scalar(config.recon_weight);
+            .mul_scalar(config.lambda_rec);
     DistillationTerms {
         task_m,
         joint_rep,
@@ -502,8 +517,8 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::module::Module;
     use burn::tensor::TensorData;
-    use cider_causal::model::CiderConfig;
-    use cider_model::config::{Alignment, NetworkConfig};
+    use cider_maci::full_model::CiderConfig;
+    use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions};
 
     use super::*;
     use crate::optim::{CiderAdamConfig, GroupedAdamRecord};
@@ -524,14 +539,18 @@ mod tests {
     /// `B = 2`, `T_l = 4`, `T_a = 6`, `T_v = 5`, `d = 6 / 3 / 2`, `D = 8`, `H = 2`, `C = 3`,
     /// no dropout, precomputed text.
     fn model<B: Backend<Device = FlexDevice>>() -> Cider<B> {
-        let network = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned)
-            .with_embed_dim(8)
-            .with_num_heads(2)
-            .with_multimodal_layers(1)
-            .with_out_dropout(0.0)
-            .with_embed_dropout(0.0)
-            .with_relu_dropout(0.0)
-            .with_res_dropout(0.0);
+        let network = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned).with_options(
+            NetworkOptions {
+                embed_dim: 8,
+                num_heads: 2,
+                multimodal_layers: 1,
+                out_dropout: 0.0,
+                embed_dropout: 0.0,
+                relu_dropout: 0.0,
+                res_dropout: 0.0,
+                ..NetworkOptions::default()
+            },
+        );
         CiderConfig::new(network, 3)
             .init(&FlexDevice)
             .expect("valid config")
@@ -634,11 +653,13 @@ mod tests {
     #[test]
     fn mssd_takes_two_adam_steps_and_the_ablation_one() {
         with_big_stack(|| {
-            let config = MssdConfig::new()
-                .with_joint_rep_weight(0.5)
-                .with_attn_weight(0.1)
-                .with_recon_weight(0.6);
-            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let config = MssdConfig {
+                lambda_rep: 0.5,
+                lambda_attn: 0.1,
+                lambda_rec: 0.6,
+                ..MssdConfig::default()
+            };
+            let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
             let (trained, losses) =
                 mssd_step(model(), &mut optimizer, batch(), &config).expect("valid batch");
             let times = adam_times(&trained, &optimizer.to_record());
@@ -657,8 +678,11 @@ mod tests {
             assert!(d.recon_text > 0.0 && d.recon_audio > 0.0 && d.recon_vision > 0.0);
             assert_eq!(losses.logged(), d.combined);
 
-            let ablation = config.with_distillation(Distillation::None);
-            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let ablation = MssdConfig {
+                distillation: Distillation::None,
+                ..config.clone()
+            };
+            let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
             let (trained, losses) =
                 mssd_step(model(), &mut optimizer, batch(), &ablation).expect("valid batch");
             assert!(losses.distillation.is_none());
@@ -674,15 +698,18 @@ mod tests {
     #[test]
     fn step_losses_are_taken_at_the_right_parameters() {
         with_big_stack(|| {
-            let mssd = MssdConfig::new();
-            let ablation = MssdConfig::new().with_distillation(Distillation::None);
+            let mssd = MssdConfig::default();
+            let ablation = MssdConfig {
+                distillation: Distillation::None,
+                ..MssdConfig::default()
+            };
             let theta0 = model::<AB>();
             let at_theta0 = evaluate_losses(&theta0, batch(), &mssd).expect("valid");
             let ablation_at_theta0 = evaluate_losses(&theta0, batch(), &ablation).expect("valid");
             let task_m_at_theta0 = at_theta0.distillation.expect("MSSD").task_m;
             assert!((ablation_at_theta0.task - task_m_at_theta0).abs() < 1e-6);
 
-            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
             let (_, losses) =
                 mssd_step(theta0.clone(), &mut optimizer, batch(), &mssd).expect("valid batch");
             assert!((losses.task - at_theta0.task).abs() < 1e-6);
@@ -692,7 +719,7 @@ mod tests {
                 "{task_m} {task_m_at_theta0}"
             );
 
-            let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+            let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
             let (_, losses) =
                 mssd_step(theta0, &mut optimizer, batch(), &ablation).expect("valid batch");
             assert!((losses.task - ablation_at_theta0.task).abs() < 1e-6);
@@ -703,8 +730,8 @@ mod tests {
     fn bad_batches_are_typed_errors() {
         with_big_stack(|| {
             let what = |batch: MssdBatch<AB>| {
-                let mut optimizer = CiderAdamConfig::new().init::<AB, Cider<AB>>();
-                match mssd_step(model(), &mut optimizer, batch, &MssdConfig::new()) {
+                let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
+                match mssd_step(model(), &mut optimizer, batch, &MssdConfig::default()) {
                     Err(ModelError::Input { what, .. }) => what,
                     Err(other) => panic!("expected an input error, got {other}"),
                     Ok(_) => panic!("expected an input error"),

@@ -14,20 +14,20 @@
 //! (moments and its own step count `t`) lives in its group's optimiser; the three states
 //! together are the record saved with checkpoints ([`GroupedAdamRecord`]).
 
-use burn::config::Config;
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// One of the three parameter groups of docs/method.md §6.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamGroup {
     /// BERT parameters whose reference name contains neither "bias" nor "LayerNorm": embedding
-    /// tables and Linear weights (`lr_bert`, weight decay `weight_decay_bert`).
+    /// tables and Linear weights (`lr_bert`, weight decay `wd_bert`).
     BertDecay,
     /// BERT biases and LayerNorm weights / biases (`lr_bert`, no weight decay).
     BertNoDecay,
@@ -52,7 +52,7 @@ impl ParamGroup {
 /// ending with the parameter's own field name, e.g. `["network", "proj_l", "linear", "weight"]`).
 pub type Grouping = fn(&[String]) -> ParamGroup;
 
-/// The grouping of `cider_causal::model::Cider`: the BERT is `network.text_encoder`; inside it,
+/// The grouping of `cider_maci::full_model::Cider`: the BERT is `network.text_encoder`; inside it,
 /// biases (`…bias`) and LayerNorms (`…layer_norm.{gamma,beta}`) are not decayed.
 pub fn cider_param_group(path: &[String]) -> ParamGroup {
     let in_bert = path.len() > 2 && path[0] == "network" && path[1] == "text_encoder";
@@ -67,27 +67,37 @@ pub fn cider_param_group(path: &[String]) -> ParamGroup {
     }
 }
 
-/// Hyper-parameters of the CIDer optimiser (docs/method.md §6.3, §9.1 defaults).
-#[derive(Config, Debug)]
+/// Hyper-parameters of the CIDer optimiser (docs/method.md §6.3, §9.1 defaults), the `[optim]`
+/// table of a training configuration. Every key is optional and an unknown key is an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CiderAdamConfig {
-    /// Learning rate of every non-BERT parameter (reference `--lr`).
-    #[config(default = 1e-3)]
+    /// Learning rate of every non-BERT parameter (1e-3; reference `--lr`).
     pub lr: f64,
-    /// Learning rate of the BERT (reference `--lr_bert`).
-    #[config(default = 5e-5)]
+    /// Learning rate of the BERT (5e-5; reference `--lr_bert`).
     pub lr_bert: f64,
-    /// Coupled L2 weight decay of [`ParamGroup::BertDecay`] (reference `--weight_decay_bert`).
-    #[config(default = 1e-3)]
-    pub weight_decay_bert: f32,
-    /// Adam β₁.
-    #[config(default = 0.9)]
-    pub beta_1: f32,
-    /// Adam β₂.
-    #[config(default = 0.999)]
-    pub beta_2: f32,
-    /// Adam ε (PyTorch's default; Burn's own default is 1e-5).
-    #[config(default = 1e-8)]
-    pub epsilon: f32,
+    /// Coupled L2 weight decay of [`ParamGroup::BertDecay`] (1e-3; reference
+    /// `--weight_decay_bert`).
+    pub wd_bert: f64,
+    /// Adam β₁ (0.9).
+    pub beta_1: f64,
+    /// Adam β₂ (0.999).
+    pub beta_2: f64,
+    /// Adam ε (1e-8, PyTorch's default; Burn's own default is 1e-5).
+    pub epsilon: f64,
+}
+
+impl Default for CiderAdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            lr_bert: 5e-5,
+            wd_bert: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
 }
 
 /// The Adam optimiser of one group, over the whole module `M`.
@@ -120,14 +130,14 @@ impl CiderAdamConfig {
     ) -> GroupedAdam<M, B> {
         let adam = |decay: Option<f32>| {
             AdamConfig::new()
-                .with_beta_1(self.beta_1)
-                .with_beta_2(self.beta_2)
-                .with_epsilon(self.epsilon)
+                .with_beta_1(self.beta_1 as f32)
+                .with_beta_2(self.beta_2 as f32)
+                .with_epsilon(self.epsilon as f32)
                 .with_weight_decay(decay.map(WeightDecayConfig::new))
                 .init::<B, M>()
         };
         GroupedAdam {
-            optimizers: [adam(Some(self.weight_decay_bert)), adam(None), adam(None)],
+            optimizers: [adam(Some(self.wd_bert as f32)), adam(None), adam(None)],
             learning_rates: [self.lr_bert, self.lr_bert, self.lr],
             grouping,
         }
@@ -254,9 +264,9 @@ mod tests {
     use burn::module::Module;
     use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
     use burn::tensor::backend::Backend;
-    use cider_causal::model::{Cider, CiderConfig};
+    use cider_maci::full_model::{Cider, CiderConfig};
     use cider_model::bert::BertConfig;
-    use cider_model::config::{Alignment, NetworkConfig, TextEncoderConfig};
+    use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions};
     use cider_model::weights::WeightFile;
 
     use super::*;
@@ -330,10 +340,12 @@ mod tests {
     }
 
     fn config() -> CiderAdamConfig {
-        CiderAdamConfig::new()
-            .with_lr(0.1)
-            .with_lr_bert(0.01)
-            .with_weight_decay_bert(0.1)
+        CiderAdamConfig {
+            lr: 0.1,
+            lr_bert: 0.01,
+            wd_bert: 0.1,
+            ..CiderAdamConfig::default()
+        }
     }
 
     fn assert_params(got: &[f32], want: impl Fn(f32, f32) -> f64, what: &str) {
@@ -445,13 +457,16 @@ mod tests {
         .expect("json");
         let bert = BertConfig::from_json_str(&golden["bert"].to_string(), "bert").expect("bert");
         let network = NetworkConfig::new(64, 5, 20, 16, 40, 48, Alignment::Unaligned)
-            .with_multimodal_layers(2)
-            .with_text_encoder(TextEncoderConfig::Bert(bert));
+            .with_options(NetworkOptions {
+                multimodal_layers: 2,
+                ..NetworkOptions::default()
+            })
+            .with_bert_encoder(bert);
         let model: Cider<AB> = CiderConfig::new(network, 3)
             .init(&FlexDevice)
             .expect("valid");
 
-        let optim = CiderAdamConfig::new().init::<AB, Cider<AB>>();
+        let optim = CiderAdamConfig::default().init::<AB, Cider<AB>>();
         let groups = optim.groups_of(&model);
         let mut ours = [0usize; 3];
         let mut sizes = ParamSizes(HashMap::new());

@@ -5,11 +5,19 @@
 //! "missing rate p" with ticks 0.0 … 1.0, a y axis with the metric (a fraction) on a "nice"
 //! automatic range, light grid lines, and a legend naming each line with its AUILC. Lines have
 //! distinct colours (a colour-blind-safe palette) and distinct markers.
+//!
+//! Why not `plotters`: drawn with its SVG backend (0.3.7, `svg_backend` + `line_series`) the
+//! same chart needs the legend outside the plot and the "nice" axis range done by hand anyway
+//! (its outside legend loses its box and overlaps the text), it scales font sizes down, and its
+//! text measurement wants either system fontconfig/freetype (`ttf`, failing at run time on a
+//! machine without fonts) or a font file shipped in the repository (`ab_glyph`). It would save
+//! perhaps 150 lines for 3 to 14 more crates; this file needs no fonts, no system library, and
+//! writes the same bytes on every machine.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cider_causal::counterfactual::TauSelection;
+use cider_maci::counterfactual::TauSelection;
 
 use crate::evaluate::EvalError;
 use crate::results::{ResultsFile, write_atomic};

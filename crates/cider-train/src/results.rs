@@ -21,11 +21,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cider_causal::counterfactual::TauSelection;
-use cider_causal::metrics::Metric;
 use cider_data::dataset::Task;
 use cider_data::missing::smm_rates;
 use cider_data::missing_mode::EvalMode;
+use cider_maci::counterfactual::TauSelection;
+use cider_maci::metrics::Metric;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -481,7 +481,7 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
-    use cider_model::config::PositionalMode;
+    use cider_model::network_config::PositionalMode;
 
     use super::*;
     use crate::evaluate::ProtocolConfig;

@@ -21,20 +21,22 @@
 
 use std::path::{Path, PathBuf};
 
-use cider_causal::counterfactual::TauSelection;
-use cider_causal::model::{CiderConfig, Classifier};
-use cider_causal::prototypes::TestPrototypes;
 use cider_data::DataError;
 use cider_data::bias::{BiasRule, DEFAULT_BIAS_THRESH};
 use cider_data::dataset::{Dataset, Dims, Task};
 use cider_data::missing::TrainRng;
-use cider_data::synth::{self, Layout, SynthConfig, Variant};
+use cider_data::synth::{self, SynthConfig};
+use cider_maci::counterfactual::TauSelection;
+use cider_maci::full_model::{CiderConfig, Classifier};
+use cider_maci::prototypes::TestPrototypes;
 use cider_model::bert::BertConfig;
-use cider_model::config::{Alignment, NetworkConfig, PositionalMode, TextEncoderConfig};
-use cider_model::losses::ReconLoss;
+use cider_model::network_config::{
+    Alignment, NetworkConfig, NetworkOptions, PositionalMode, TextSource,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::mssd::{Distillation, MssdConfig};
+use crate::mssd::MssdConfig;
+use crate::optim::CiderAdamConfig;
 
 /// A configuration that cannot be read or used. Displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,9 @@ pub enum ConfigError {
     /// The file cannot be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder involved.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -51,24 +55,38 @@ pub enum ConfigError {
     /// known).
     #[error("{source_name}{at}: {message}")]
     Parse {
+        /// What the value came from (a file name, or a description of the text).
         source_name: String,
+        /// `line L, column C` when known, else empty.
         at: String,
+        /// What is wrong, and what was expected.
         message: String,
     },
 
     /// A malformed `key=value` override.
     #[error("override `{text}`: {message}")]
-    Override { text: String, message: String },
+    Override {
+        /// The text as given.
+        text: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A configuration that cannot be written as TOML (not expected for values that parsed).
     #[error("cannot write the configuration as TOML: {message}")]
-    Serialize { message: String },
+    Serialize {
+        /// What is wrong, and what was expected.
+        message: String,
+    },
 
     /// A well-typed value that cannot be used (rate outside [0, 1], zero batch size…).
     #[error("{source_name}: `{key}` {message}")]
     Invalid {
+        /// What the value came from (a file name, or a description of the text).
         source_name: String,
+        /// The key involved (a dotted path for configuration keys).
         key: String,
+        /// What is wrong, and what was expected.
         message: String,
     },
 }
@@ -84,109 +102,6 @@ pub enum Selection {
     /// labels into model selection; for comparison only).
     #[serde(rename = "test-leak")]
     TestLeak,
-}
-
-/// TOML names of the option enums that other crates define with Burn's `Config` derive (which
-/// spells variants as in Rust): `distillation = "mssd" | "none"` ([`Distillation`]) and
-/// `recon = "smooth-l1" | "l1" | "mse"` ([`ReconLoss`]).
-mod names {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    fn serialize<T: PartialEq, S: Serializer>(
-        value: &T,
-        table: &[(&'static str, T)],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let name = table
-            .iter()
-            .find(|(_, v)| v == value)
-            .map_or("", |(n, _)| n);
-        serializer.serialize_str(name)
-    }
-
-    fn deserialize<'de, T: Copy, D: Deserializer<'de>>(
-        table: &[(&'static str, T)],
-        names: &'static [&'static str],
-        deserializer: D,
-    ) -> Result<T, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        table
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| D::Error::unknown_variant(&name, names))
-    }
-
-    /// `mssd` / `none`.
-    pub mod distillation {
-        use super::*;
-        use crate::mssd::Distillation;
-
-        const NAMES: &[&str] = &["mssd", "none"];
-        const TABLE: [(&str, Distillation); 2] =
-            [("mssd", Distillation::Mssd), ("none", Distillation::None)];
-
-        pub fn serialize<S: Serializer>(v: &Distillation, s: S) -> Result<S::Ok, S::Error> {
-            super::serialize(v, &TABLE, s)
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Distillation, D::Error> {
-            super::deserialize(&TABLE, NAMES, d)
-        }
-    }
-
-    /// `smooth-l1` / `l1` / `mse`.
-    pub mod recon {
-        use super::*;
-        use cider_model::losses::ReconLoss;
-
-        const NAMES: &[&str] = &["smooth-l1", "l1", "mse"];
-        const TABLE: [(&str, ReconLoss); 3] = [
-            ("smooth-l1", ReconLoss::SmoothL1),
-            ("l1", ReconLoss::L1),
-            ("mse", ReconLoss::Mse),
-        ];
-
-        pub fn serialize<S: Serializer>(v: &ReconLoss, s: S) -> Result<S::Ok, S::Error> {
-            super::serialize(v, &TABLE, s)
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ReconLoss, D::Error> {
-            super::deserialize(&TABLE, NAMES, d)
-        }
-    }
-}
-
-/// The positional term of the MCT (docs/method.md §11.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Positional {
-    /// Parity: the row of the sample's index in its batch, added to all its tokens.
-    #[default]
-    BatchIndex,
-    /// Corrected: `pe[t]` added to token `t`.
-    TimeIndex,
-}
-
-impl From<Positional> for PositionalMode {
-    fn from(p: Positional) -> Self {
-        match p {
-            Positional::BatchIndex => PositionalMode::BatchIndex,
-            Positional::TimeIndex => PositionalMode::TimeIndex,
-        }
-    }
-}
-
-/// Where `X_l` comes from (docs/method.md §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TextEncoder {
-    /// The dataset's pre-extracted 768-d text features (`text`); no BERT.
-    #[default]
-    Precomputed,
-    /// A pretrained BERT read from `model.bert_dir` (a HuggingFace folder), fine-tuned.
-    Bert,
 }
 
 /// The complete training configuration. Every field has a default (see [`Default`]).
@@ -212,12 +127,12 @@ pub struct TrainConfig {
     pub selection: Selection,
     /// The dataset.
     pub data: DataConfig,
-    /// The network.
-    pub model: ModelConfig,
-    /// The MSSD losses.
-    pub loss: LossConfig,
-    /// Adam.
-    pub optim: OptimConfig,
+    /// The network's hyper-parameters and text encoder.
+    pub model: NetworkOptions,
+    /// The MSSD loss weights and switches.
+    pub loss: MssdConfig,
+    /// Adam with its parameter groups.
+    pub optim: CiderAdamConfig,
     /// MACI: classifier, bias words, confounders, τ.
     pub maci: MaciConfig,
 }
@@ -234,9 +149,9 @@ impl Default for TrainConfig {
             train_rng: TrainRng::Fast,
             selection: Selection::Validation,
             data: DataConfig::default(),
-            model: ModelConfig::default(),
-            loss: LossConfig::default(),
-            optim: OptimConfig::default(),
+            model: NetworkOptions::default(),
+            loss: MssdConfig::default(),
+            optim: CiderAdamConfig::default(),
             maci: MaciConfig::default(),
         }
     }
@@ -250,7 +165,7 @@ impl Default for TrainConfig {
 pub enum DataConfig {
     /// The built-in synthetic dataset (always with its 768-d precomputed text features, which
     /// the text part of the prototypes needs).
-    Synthetic(SyntheticData),
+    Synthetic(SynthConfig),
     /// An MMSA pickle (`aligned_50.pkl`, `unaligned_50.pkl`) or a CIDer joblib dump.
     File(FileData),
 }
@@ -275,75 +190,7 @@ impl<'de> Deserialize<'de> for DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig::Synthetic(SyntheticData::default())
-    }
-}
-
-/// `[data]` with `source = "synthetic"`: the fields of [`SynthConfig`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticData {
-    /// `mosi-aligned`, `mosi-unaligned`, `mosei-aligned` or `mosei-unaligned`.
-    pub layout: Layout,
-    /// `iid` or `ood` (shifted test split).
-    pub variant: Variant,
-    /// Seed of the data (independent of the training seed).
-    pub seed: u64,
-    /// Training samples.
-    pub n_train: usize,
-    /// Validation samples.
-    pub n_valid: usize,
-    /// Test samples.
-    pub n_test: usize,
-    /// Text signal `κ_l`.
-    pub text_strength: f64,
-    /// Audio signal `α_a`.
-    pub audio_strength: f64,
-    /// Vision signal `α_v`.
-    pub vision_strength: f64,
-    /// Label bias `b ∈ [0, 1]`.
-    pub label_bias: f64,
-    /// Language bias `λ ∈ [0, 1]`.
-    pub language_bias: f64,
-}
-
-impl Default for SyntheticData {
-    /// [`SynthConfig::default`]: MOSI aligned, OOD, 600 / 150 / 300 samples.
-    fn default() -> Self {
-        let s = SynthConfig::default();
-        Self {
-            layout: s.layout,
-            variant: s.variant,
-            seed: s.seed,
-            n_train: s.n_train,
-            n_valid: s.n_valid,
-            n_test: s.n_test,
-            text_strength: s.text_strength,
-            audio_strength: s.audio_strength,
-            vision_strength: s.vision_strength,
-            label_bias: s.label_bias,
-            language_bias: s.language_bias,
-        }
-    }
-}
-
-impl SyntheticData {
-    /// The generator configuration, with the text features on.
-    pub fn synth_config(&self) -> SynthConfig {
-        SynthConfig {
-            layout: self.layout,
-            variant: self.variant,
-            seed: self.seed,
-            n_train: self.n_train,
-            n_valid: self.n_valid,
-            n_test: self.n_test,
-            text_strength: self.text_strength,
-            audio_strength: self.audio_strength,
-            vision_strength: self.vision_strength,
-            label_bias: self.label_bias,
-            language_bias: self.language_bias,
-            text_features: true,
-        }
+        DataConfig::Synthetic(SynthConfig::default())
     }
 }
 
@@ -359,110 +206,11 @@ impl DataConfig {
     /// Reads or generates the dataset.
     pub fn load(&self) -> Result<Dataset, DataError> {
         match self {
-            DataConfig::Synthetic(s) => synth::generate(&s.synth_config()),
+            DataConfig::Synthetic(s) => synth::generate(&SynthConfig {
+                text_features: true,
+                ..s.clone()
+            }),
             DataConfig::File(f) => Dataset::from_path(&f.path),
-        }
-    }
-}
-
-/// `[model]`: the network (docs/method.md §5, §9). Sizes of the data (`T_l`, `d_a`, …) come from the
-/// dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// `D` (32).
-    pub embed_dim: usize,
-    /// MCT layers (3).
-    pub multimodal_layers: usize,
-    /// MCT heads `H` (8); `D` must be a multiple of `H`.
-    pub num_heads: usize,
-    /// Dropout on the attention of the full `LAV` branch (0.0), in [0, 1).
-    pub attn_dropout: f64,
-    /// Dropout of the residual projection forming `r` (0.3).
-    pub out_dropout: f64,
-    /// Dropout after the positional term (0.2).
-    pub embed_dropout: f64,
-    /// Dropout after the feed-forward ReLU (0.1).
-    pub relu_dropout: f64,
-    /// Dropout on the residual branches (0.1).
-    pub res_dropout: f64,
-    /// `batch-index` (parity) or `time-index` (corrected).
-    pub positional: Positional,
-    /// Rows of the sinusoidal table (1024).
-    pub max_positions: usize,
-    /// `precomputed` (the dataset's `text` features) or `bert`.
-    pub text_encoder: TextEncoder,
-    /// HuggingFace BERT folder (`config.json`, weights, tokenizer) for `text_encoder = "bert"`.
-    pub bert_dir: Option<PathBuf>,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            embed_dim: 32,
-            multimodal_layers: 3,
-            num_heads: 8,
-            attn_dropout: 0.0,
-            out_dropout: 0.3,
-            embed_dropout: 0.2,
-            relu_dropout: 0.1,
-            res_dropout: 0.1,
-            positional: Positional::BatchIndex,
-            max_positions: 1024,
-            text_encoder: TextEncoder::Precomputed,
-            bert_dir: None,
-        }
-    }
-}
-
-/// `[loss]`: docs/method.md §6.2.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LossConfig {
-    /// `mssd` or `none` (ablation: one missing-view pass with the task loss only).
-    #[serde(with = "names::distillation")]
-    pub distillation: Distillation,
-    /// `λ_rep`, weight of the joint-representation loss (0.5).
-    pub lambda_rep: f64,
-    /// `λ_attn`, weight of the attention KL (0.1).
-    pub lambda_attn: f64,
-    /// `λ_rec`, weight of the reconstruction losses (0.6).
-    pub lambda_rec: f64,
-    /// The reconstruction loss `ℓ`: `smooth-l1` (Huber, β = 1), `l1` or `mse`.
-    #[serde(with = "names::recon")]
-    pub recon: ReconLoss,
-}
-
-impl Default for LossConfig {
-    fn default() -> Self {
-        Self {
-            distillation: Distillation::Mssd,
-            lambda_rep: 0.5,
-            lambda_attn: 0.1,
-            lambda_rec: 0.6,
-            recon: ReconLoss::SmoothL1,
-        }
-    }
-}
-
-/// `[optim]`: Adam (β 0.9 / 0.999, ε 1e-8, coupled weight decay; docs/method.md §6.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimConfig {
-    /// Learning rate of every non-BERT parameter (1e-3).
-    pub lr: f64,
-    /// Learning rate of the BERT parameters (5e-5).
-    pub lr_bert: f64,
-    /// Weight decay of the BERT weights other than biases and LayerNorms (1e-3).
-    pub wd_bert: f64,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            lr_bert: 5e-5,
-            wd_bert: 1e-3,
         }
     }
 }
@@ -500,6 +248,24 @@ impl Default for MaciConfig {
 const RESUMABLE_KEYS: [&str; 3] = ["out_dir", "epochs", "patience"];
 
 impl TrainConfig {
+    /// A small run on the built-in synthetic data that trains in about a minute on two CPU
+    /// cores: 3 epochs of batch 32 over 300 / 100 / 150 samples, the defaults otherwise; the
+    /// run is written to `out_dir`.
+    pub fn quick(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            epochs: 3,
+            batch_size: 32,
+            data: DataConfig::Synthetic(SynthConfig {
+                n_train: 300,
+                n_valid: 100,
+                n_test: 150,
+                ..SynthConfig::default()
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Reads a TOML file and applies `overrides` (`key=value`, dotted keys).
     pub fn from_file(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -565,37 +331,14 @@ impl TrainConfig {
                 message,
             })
         };
-        let positive = [
-            ("epochs", self.epochs),
-            ("batch_size", self.batch_size),
-            ("model.embed_dim", self.model.embed_dim),
-            ("model.multimodal_layers", self.model.multimodal_layers),
-            ("model.num_heads", self.model.num_heads),
-            ("model.max_positions", self.model.max_positions),
-        ];
+        let positive = [("epochs", self.epochs), ("batch_size", self.batch_size)];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return invalid(key, "= 0, expected at least 1".into());
         }
-        if !self.model.embed_dim.is_multiple_of(self.model.num_heads) {
-            return invalid(
-                "model.num_heads",
-                format!(
-                    "= {} does not divide model.embed_dim = {}",
-                    self.model.num_heads, self.model.embed_dim
-                ),
-            );
+        if let Err((key, message)) = self.model.check() {
+            return invalid(&format!("model.{key}"), message);
         }
         let m = &self.model;
-        let dropouts = [
-            ("model.attn_dropout", m.attn_dropout),
-            ("model.out_dropout", m.out_dropout),
-            ("model.embed_dropout", m.embed_dropout),
-            ("model.relu_dropout", m.relu_dropout),
-            ("model.res_dropout", m.res_dropout),
-        ];
-        if let Some((key, p)) = dropouts.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
-            return invalid(key, format!("= {p} is not a rate in [0, 1)"));
-        }
         let non_negative = [
             ("loss.lambda_rep", self.loss.lambda_rep),
             ("loss.lambda_attn", self.loss.lambda_attn),
@@ -611,17 +354,25 @@ impl TrainConfig {
         let rates = [
             ("optim.lr", self.optim.lr),
             ("optim.lr_bert", self.optim.lr_bert),
+            ("optim.epsilon", self.optim.epsilon),
         ];
         if let Some((key, v)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
             return invalid(key, format!("= {v}, expected a finite value > 0"));
         }
-        if m.text_encoder == TextEncoder::Bert && m.bert_dir.is_none() {
+        let betas = [
+            ("optim.beta_1", self.optim.beta_1),
+            ("optim.beta_2", self.optim.beta_2),
+        ];
+        if let Some((key, v)) = betas.iter().find(|(_, v)| !(0.0..1.0).contains(v)) {
+            return invalid(key, format!("= {v} is not in [0, 1)"));
+        }
+        if m.text_encoder == TextSource::Bert && m.bert_dir.is_none() {
             return invalid(
                 "model.bert_dir",
                 "is required when model.text_encoder = \"bert\" (a HuggingFace BERT folder)".into(),
             );
         }
-        if m.positional == Positional::TimeIndex && m.max_positions < 150 {
+        if m.positional == PositionalMode::TimeIndex && m.max_positions < 150 {
             // 3·T_l with the MMSA text length 50; the exact check runs once T_l is known.
             return invalid(
                 "model.max_positions",
@@ -639,50 +390,29 @@ impl TrainConfig {
             if let Some((key, v)) = biases.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
                 return invalid(key, format!("= {v} is not a rate in [0, 1]"));
             }
-            if let Err(DataError::Invalid { message, .. }) = s.synth_config().validate() {
+            if let Err(DataError::Invalid { message, .. }) = s.validate() {
                 return invalid("data", message);
             }
         }
         Ok(())
     }
 
-    /// The loss weights and switches of the training step.
-    pub fn mssd_config(&self) -> MssdConfig {
-        MssdConfig::new()
-            .with_joint_rep_weight(self.loss.lambda_rep)
-            .with_attn_weight(self.loss.lambda_attn)
-            .with_recon_weight(self.loss.lambda_rec)
-            .with_recon_loss(self.loss.recon)
-            .with_distillation(self.loss.distillation)
-    }
-
     /// The model configuration for a dataset of dimensions `dims`; `bert` is the pretrained
     /// BERT's configuration when `model.text_encoder = "bert"`.
     pub fn cider_config(&self, dims: Dims, aligned: bool, bert: Option<BertConfig>) -> CiderConfig {
-        let m = &self.model;
         let alignment = if aligned {
             Alignment::Aligned
         } else {
             Alignment::Unaligned
         };
-        let (d_l, text_encoder) = match bert {
-            Some(bert) => (bert.hidden_size, TextEncoderConfig::Bert(bert)),
-            None => (dims.d_l, TextEncoderConfig::Precomputed),
-        };
         let network = NetworkConfig::new(
-            d_l, dims.d_a, dims.d_v, dims.t_l, dims.t_a, dims.t_v, alignment,
+            dims.d_l, dims.d_a, dims.d_v, dims.t_l, dims.t_a, dims.t_v, alignment,
         )
-        .with_embed_dim(m.embed_dim)
-        .with_multimodal_layers(m.multimodal_layers)
-        .with_num_heads(m.num_heads)
-        .with_attn_dropout(m.attn_dropout)
-        .with_out_dropout(m.out_dropout)
-        .with_embed_dropout(m.embed_dropout)
-        .with_relu_dropout(m.relu_dropout)
-        .with_res_dropout(m.res_dropout)
-        .with_positional(m.positional.into())
-        .with_max_positions(m.max_positions)
-        .with_text_encoder(text_encoder);
+        .with_options(self.model.clone());
+        let network = match bert {
+            Some(bert) => network.with_bert_encoder(bert),
+            None => network,
+        };
         CiderConfig::new(network, self.task.num_classes()).with_classifier(self.maci.classifier)
     }
 
@@ -782,6 +512,9 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mssd::Distillation;
+    use crate::mssd::losses::ReconLoss;
+    use cider_data::synth::{Layout, Variant};
 
     fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
         TrainConfig::from_toml_str(text, "test.toml", &[])
@@ -868,7 +601,7 @@ mod tests {
             (Layout::MosiUnaligned, Variant::Iid, 40, 150)
         );
         assert_eq!(c.model.num_heads, 4);
-        assert_eq!(c.model.positional, Positional::TimeIndex);
+        assert_eq!(c.model.positional, PositionalMode::TimeIndex);
         assert_eq!(c.loss.distillation, Distillation::None);
         assert_eq!(c.maci.classifier, Classifier::Linear);
         assert_eq!(c.maci.tau_selection, TauSelection::Oracle);
@@ -946,9 +679,14 @@ mod tests {
         );
         assert_eq!(
             error_line("[model]\nnum_heads = 5\n"),
-            "test.toml: `model.num_heads` = 5 does not divide model.embed_dim = 32"
+            "test.toml: `model.num_heads` = 5 does not divide embed_dim = 32"
         );
         assert!(error_line("[optim]\nlr = 0\n").contains("`optim.lr`"));
+        assert_eq!(
+            error_line("[optim]\nbeta_2 = 1.0\n"),
+            "test.toml: `optim.beta_2` = 1 is not in [0, 1)"
+        );
+        assert!(error_line("[optim]\nepsilon = -1e-8\n").contains("`optim.epsilon`"));
         assert!(error_line("[model]\ntext_encoder = \"bert\"\n").contains("`model.bert_dir`"));
         assert!(error_line("[data]\nsource = \"synthetic\"\nn_valid = 0\n").contains("n_valid"));
     }

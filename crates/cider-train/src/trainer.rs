@@ -17,52 +17,43 @@
 //!    `metrics.json` (see [`crate::checkpoint`] for the layout and crash safety).
 //!
 //! With the precomputed text encoder, a missing token's feature row is zeroed (the feature
-//! analogue of the reference's `[UNK]` substitution), as in [`crate::evaluate::predict`].
+//! analogue of the reference's `[UNK]` substitution), as in [`cider_maci::inference::predict`].
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use cider_causal::CausalError;
-use cider_causal::counterfactual::{Tau, TauSelection};
-use cider_causal::metrics::Metric;
-use cider_causal::model::{Cider, CiderConfig, Classifier, Confounders};
-use cider_causal::prototypes::{Prototypes, TextFeatures};
 use cider_data::DataError;
 use cider_data::batch::{Batch, Order, batch_indices};
-use cider_data::bias::{bias_words, counterfactual_ids};
 use cider_data::dataset::{Dataset, Split};
-use cider_data::missing::{
-    DEFAULT_MISSING_SEED, EvalMissing, MissingView, TrainMissing, eval_view,
-};
+use cider_data::missing::TrainMissing;
+use cider_maci::MaciError;
+use cider_maci::counterfactual::{Tau, TauSelection};
+use cider_maci::full_model::{Cider, CiderConfig, Confounders};
+use cider_maci::inference::{Predictions, Sweep, predict};
+use cider_maci::metrics::Metric;
+use cider_maci::prototypes::Prototypes;
 use cider_model::ModelError;
+use cider_model::batch_input::BatchView;
 use cider_model::hf::HfBertFolder;
-use cider_model::model::{InputMasks, TextEncoder as NetworkTextEncoder, TextInput, ViewInput};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
+use cider_model::network::{InputMasks, TextEncoder};
+use cider_model::network_config::TextSource;
 
 use crate::checkpoint::{
     self, BEST_DIR, CHECKPOINT_DIR, CheckpointError, MODEL_CONFIG, MODEL_RECORD, OPTIM_RECORD,
     STATE_FILE,
 };
-use crate::config::{ConfigError, Selection, TextEncoder, TrainConfig};
-use crate::evaluate::{EvalError, Predictions, Sweep, predict};
+use crate::early_stopping::EarlyStopping;
+use crate::epoch_record::{CSV_HEADER, EpochRecord};
+use crate::evaluate::EvalError;
+use crate::maci_inputs::{EvalSet, MaciInputs};
 use crate::mssd::{MissingMasks, MssdBatch, MssdConfig, StepLosses, mssd_step};
-use crate::optim::{CiderAdamConfig, GroupedAdam};
-
-/// The resolved configuration of a run, in its directory (TOML, for people).
-pub const CONFIG_TOML: &str = "config.toml";
-/// The resolved configuration of a run (JSON, compared on resume).
-pub const CONFIG_JSON: &str = "config.json";
-/// Per-epoch records, CSV.
-pub const METRICS_CSV: &str = "metrics.csv";
-/// Per-epoch records, JSON array.
-pub const METRICS_JSON: &str = "metrics.json";
-/// Bias words, training prototypes and priors, in `best/`.
-pub const MACI_FILE: &str = "maci.json";
+use crate::optim::GroupedAdam;
+use crate::run_dir::{MACI_FILE, METRICS_CSV, METRICS_JSON, check_run_dir, start_run_dir};
+use crate::run_state::{BestInfo, MaciState, TrainerState};
+use crate::train_config::{ConfigError, TrainConfig};
 
 /// Anything that stops a run from starting or continuing. Displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +76,7 @@ pub enum TrainError {
 
     /// Prototypes, priors, metrics.
     #[error(transparent)]
-    Causal(#[from] CausalError),
+    Maci(#[from] MaciError),
 
     /// Evaluating the selection split.
     #[error(transparent)]
@@ -93,23 +84,34 @@ pub enum TrainError {
 
     /// `--resume` on a directory without a checkpoint, or a fresh run over an existing one.
     #[error("{dir}: {message}")]
-    RunDir { dir: PathBuf, message: String },
+    RunDir {
+        /// The run directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// A checkpoint made with another configuration than the one requested.
     #[error(
         "{dir} was trained with another configuration: `{key}` is {saved} there but {requested} here"
     )]
     Mismatch {
+        /// The run directory.
         dir: PathBuf,
+        /// The first configuration key that differs (e.g. `model.num_heads`).
         key: String,
+        /// Its value in the checkpoint's configuration.
         saved: String,
+        /// Its value in the requested configuration.
         requested: String,
     },
 
     /// Data the configuration cannot train on.
     #[error("data {source_name}: {message}")]
     Unusable {
+        /// The data source.
         source_name: String,
+        /// What the data lacks.
         message: String,
     },
 
@@ -118,165 +120,31 @@ pub enum TrainError {
     Poisoned,
 }
 
-/// Early stopping with patience (docs/method.md §6.3): the counter starts at `patience`, is reset to
-/// `patience` when the metric strictly improves on the best so far, and is decremented
-/// otherwise; training stops when it reaches 0. A NaN metric never improves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStopping {
-    /// Epochs without improvement tolerated.
-    pub patience: usize,
-    /// Epochs left before stopping.
-    pub left: usize,
-    /// Best metric so far.
-    pub best: Option<f64>,
-    /// Epoch of `best`.
-    pub best_epoch: Option<usize>,
-}
-
-impl EarlyStopping {
-    /// A fresh counter.
-    pub fn new(patience: usize) -> Self {
-        Self {
-            patience,
-            left: patience,
-            best: None,
-            best_epoch: None,
-        }
-    }
-
-    /// Records the metric of `epoch`; returns whether it strictly improved on the best.
-    pub fn update(&mut self, epoch: usize, metric: f64) -> bool {
-        let improved = !metric.is_nan() && self.best.is_none_or(|best| metric > best);
-        if improved {
-            self.best = Some(metric);
-            self.best_epoch = Some(epoch);
-            self.left = self.patience;
-        } else {
-            self.left = self.left.saturating_sub(1);
-        }
-        improved
-    }
-
-    /// True once the patience is used up.
-    pub fn should_stop(&self) -> bool {
-        self.left == 0
-    }
-}
-
-/// What one epoch did (a row of `metrics.csv`, an object of `metrics.json`). Losses are
-/// per-sample means over the epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// The reference's logged loss: `L_2` (or the task loss without distillation).
-    pub train_loss: f64,
-    /// `L_1`, the complete-view task loss (or the missing-view one without distillation).
-    pub task_loss: f64,
-    /// `NLL_m`, the missing-view task loss (MSSD only).
-    pub task_m_loss: Option<f64>,
-    /// `L_rep` (MSSD only).
-    pub joint_rep_loss: Option<f64>,
-    /// `KL_attn` (MSSD only).
-    pub attn_loss: Option<f64>,
-    /// `R_t` (MSSD only).
-    pub recon_text: Option<f64>,
-    /// `R_a` (MSSD only).
-    pub recon_audio: Option<f64>,
-    /// `R_v` (MSSD only).
-    pub recon_vision: Option<f64>,
-    /// The split whose metric selects epochs: `valid` or `test`.
-    pub split: String,
-    /// The headline metric's name (`Non0_acc_2` or `Acc_7`).
-    pub metric: String,
-    /// Its value at τ.
-    pub value: f64,
-    /// τ of the value.
-    pub tau: f64,
-    /// Whether the value strictly improved on the best so far.
-    pub improved: bool,
-    /// Best epoch after this one.
-    pub best_epoch: usize,
-    /// Seconds spent in training steps.
-    pub train_seconds: f64,
-    /// Seconds spent evaluating the selection split.
-    pub eval_seconds: f64,
-    /// Training samples per second of step time.
-    pub samples_per_second: f64,
-}
-
-/// Columns of `metrics.csv`, in [`EpochRecord`] field order.
-const CSV_HEADER: &str = "epoch,train_loss,task_loss,task_m_loss,joint_rep_loss,attn_loss,\
-recon_text,recon_audio,recon_vision,split,metric,value,tau,improved,best_epoch,train_seconds,\
-eval_seconds,samples_per_second";
-
-impl EpochRecord {
-    /// One CSV row (no newline); absent losses are empty cells.
-    fn csv_row(&self) -> String {
-        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let mut row = String::new();
-        let _ = write!(
-            row,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.epoch,
-            self.train_loss,
-            self.task_loss,
-            opt(self.task_m_loss),
-            opt(self.joint_rep_loss),
-            opt(self.attn_loss),
-            opt(self.recon_text),
-            opt(self.recon_audio),
-            opt(self.recon_vision),
-            self.split,
-            self.metric,
-            self.value,
-            self.tau,
-            self.improved,
-            self.best_epoch,
-            self.train_seconds,
-            self.eval_seconds,
-            self.samples_per_second
-        );
-        row
-    }
-}
-
-/// Everything a resumed run needs besides the weights and the optimiser state. The random
-/// streams need no state: they are derived from `(seed, epoch)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainerState {
-    /// Epochs finished.
-    pub epoch: usize,
-    /// The patience counter and the best metric.
-    pub stopping: EarlyStopping,
-    /// One record per finished epoch.
-    pub history: Vec<EpochRecord>,
-}
-
-/// `best/state.json`: which epoch the best model is from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BestInfo {
-    /// Its epoch.
-    pub epoch: usize,
-    /// The split that selected it.
-    pub split: String,
-    /// Headline metric name.
-    pub metric: String,
-    /// Headline metric value.
-    pub value: f64,
-    /// τ chosen on the validation split (0 for the linear classifier).
-    pub tau: f64,
-}
-
-/// `best/maci.json`: what inference needs besides the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MaciState {
-    /// Bias-word ids of the training split (docs/method.md §4.1), in dictionary order.
-    pub bias_words: Vec<u32>,
-    /// Training prototypes `z_i`, `C × (d_l + d_a + d_v)`.
-    pub prototypes: Vec<Vec<f32>>,
-    /// Training class prior `P(z_i)`.
-    pub priors: Vec<f32>,
+/// What [`Trainer::run`] reports while it works, in this order for every epoch: each
+/// training batch, then the start of the selection split's evaluation, then the finished epoch.
+#[derive(Debug, Clone, Copy)]
+pub enum TrainProgress<'a> {
+    /// Training batch `batch` of `batches` (1-based) of epoch `epoch` of at most `epochs`
+    /// finished with the logged loss `loss` (docs/method.md §6.2).
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// The most epochs the run trains.
+        epochs: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// The batch's logged loss.
+        loss: f64,
+    },
+    /// Epoch `epoch` is trained; the selection split is being evaluated.
+    Evaluating {
+        /// 1-based epoch.
+        epoch: usize,
+    },
+    /// Epoch finished and written to the run directory.
+    Epoch(&'a EpochRecord),
 }
 
 /// How a run ended.
@@ -292,18 +160,6 @@ pub struct TrainSummary {
     pub best: Option<EpochRecord>,
 }
 
-/// The selection split at missing rate 0, prepared once.
-struct EvalSet {
-    /// `valid` or `test` (the dataset split's name).
-    name: String,
-    /// Its evaluation view (rate 0: the complete data).
-    view: MissingView,
-    /// Counterfactual ids `[N, T_l]` (MACI only).
-    cf_ids: Option<Vec<u32>>,
-    /// Test-time confounders.
-    prototypes: Prototypes,
-}
-
 /// A training run: data, model, optimiser and state. See the module docs for one epoch.
 pub struct Trainer<B: AutodiffBackend> {
     config: TrainConfig,
@@ -317,7 +173,6 @@ pub struct Trainer<B: AutodiffBackend> {
     missing: TrainMissing,
     maci: MaciInputs,
     state: TrainerState,
-    show_progress: bool,
 }
 
 /// The backend seed of epoch `e` (SplitMix64 of `seed` and `e`): dropout masks depend only on
@@ -329,58 +184,6 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Finishes interrupted directory swaps, then checks that a fresh run finds no checkpoint and
-/// a resumed one finds its checkpoint and the same configuration.
-fn check_run_dir(config: &TrainConfig, resume: bool) -> Result<(), TrainError> {
-    let run_dir = &config.out_dir;
-    let checkpoint_dir = run_dir.join(CHECKPOINT_DIR);
-    checkpoint::recover_dir(&checkpoint_dir)?;
-    checkpoint::recover_dir(&run_dir.join(BEST_DIR))?;
-    let has_checkpoint = checkpoint_dir.join(STATE_FILE).is_file();
-    let refuse = |message: &str| {
-        Err(TrainError::RunDir {
-            dir: run_dir.clone(),
-            message: message.to_string(),
-        })
-    };
-    match (resume, has_checkpoint) {
-        (true, false) => return refuse("no checkpoint to resume from"),
-        (false, true) => {
-            return refuse(
-                "already holds a run; resume it with --resume or choose another output directory",
-            );
-        }
-        _ => {}
-    }
-    if resume {
-        let saved: TrainConfig = checkpoint::read_json(&run_dir.join(CONFIG_JSON))?;
-        if let Some(key) = saved.first_difference(config)? {
-            return Err(TrainError::Mismatch {
-                dir: run_dir.clone(),
-                saved: saved.value_at(&key),
-                requested: config.value_at(&key),
-                key,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Creates the run directory and writes the resolved configuration.
-fn start_run_dir(config: &TrainConfig) -> Result<(), TrainError> {
-    let run_dir = &config.out_dir;
-    std::fs::create_dir_all(run_dir).map_err(|source| CheckpointError::Io {
-        path: run_dir.clone(),
-        source,
-    })?;
-    let text = config.to_toml_string()?;
-    checkpoint::write_file_atomically(&run_dir.join(CONFIG_TOML), |f| {
-        f.write_all(text.as_bytes())
-    })?;
-    checkpoint::write_json_atomically(&run_dir.join(CONFIG_JSON), config)?;
-    Ok(())
-}
-
 /// The model for `data`: sizes from the data, text encoder from the configuration (a BERT's
 /// architecture from its folder's `config.json`). The prototypes must fit the MCM's
 /// `d_l + d_a + d_v`.
@@ -390,7 +193,7 @@ fn model_config(
     prototypes: &Prototypes,
 ) -> Result<CiderConfig, TrainError> {
     let bert = match (config.model.text_encoder, &config.model.bert_dir) {
-        (TextEncoder::Bert, Some(dir)) => Some(HfBertFolder::open(dir)?.config),
+        (TextSource::Bert, Some(dir)) => Some(HfBertFolder::open(dir)?.config),
         _ => None,
     };
     let model_config = config.cider_config(data.dims, data.aligned, bert);
@@ -412,67 +215,6 @@ fn model_config(
     Ok(model_config)
 }
 
-/// The data side of MACI, built once from the dataset: training confounders, bias words, and
-/// the selection split(s) at missing rate 0.
-struct MaciInputs {
-    /// Training prototypes `z_i` and class prior `P(z_i)`.
-    prototypes: Prototypes,
-    /// Bias-word ids of the training split.
-    bias_words: Vec<u32>,
-    /// The validation split.
-    valid: EvalSet,
-    /// The test split, for [`Selection::TestLeak`].
-    test: Option<EvalSet>,
-}
-
-impl MaciInputs {
-    fn new(config: &TrainConfig, data: &Dataset) -> Result<Self, TrainError> {
-        if let Some(split) = data
-            .splits()
-            .into_iter()
-            .find(|s| s.text_features.is_none())
-        {
-            return Err(TrainError::Unusable {
-                source_name: data.source.clone(),
-                message: format!(
-                    "split `{}` has no precomputed `text` features, which the text part of the \
-                     MACI prototypes needs",
-                    split.name
-                ),
-            });
-        }
-        let task = config.task;
-        let prototypes = Prototypes::from_split(&data.train, task, TextFeatures::FromSplit)?;
-        let m = &config.maci;
-        let bias_words = bias_words(&data.train, task, m.bias_thresh, m.bias_rule)?;
-        let counterfactual = m.classifier == Classifier::Maci;
-        let eval_set = |split: &Split| -> Result<EvalSet, TrainError> {
-            let view = eval_view(split, EvalMissing::Rmfm { rate: 0.0 }, DEFAULT_MISSING_SEED)?;
-            let cf_ids = counterfactual.then(|| counterfactual_ids(&view.text_m_ids, &bias_words));
-            let prototypes =
-                m.test_prototypes
-                    .build(&prototypes, split, task, TextFeatures::FromSplit)?;
-            Ok(EvalSet {
-                name: split.name.clone(),
-                view,
-                cf_ids,
-                prototypes,
-            })
-        };
-        let valid = eval_set(&data.valid)?;
-        let test = match config.selection {
-            Selection::Validation => None,
-            Selection::TestLeak => Some(eval_set(&data.test)?),
-        };
-        Ok(Self {
-            prototypes,
-            bias_words,
-            valid,
-            test,
-        })
-    }
-}
-
 impl<B: AutodiffBackend> Trainer<B> {
     /// Prepares a run in `config.out_dir`: a fresh one, or with `resume` the continuation of
     /// the run whose checkpoint is there (same configuration up to `out_dir`, `epochs`,
@@ -490,12 +232,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
         B::seed(&device, epoch_seed(config.seed, 0));
         let mut model = model_config.init::<B>(&device)?;
-        let o = &config.optim;
-        let mut optim = CiderAdamConfig::new()
-            .with_lr(o.lr)
-            .with_lr_bert(o.lr_bert)
-            .with_weight_decay_bert(o.wd_bert as f32)
-            .init::<B, Cider<B>>();
+        let mut optim = config.optim.init::<B, Cider<B>>();
         let run_dir = &config.out_dir;
         let state = if resume {
             let dir = run_dir.join(CHECKPOINT_DIR);
@@ -517,10 +254,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             state.stopping.patience = config.patience;
             state
         } else {
-            let bert = config.model.text_encoder == TextEncoder::Bert;
+            let bert = config.model.text_encoder == TextSource::Bert;
             if let Some(dir) = config.model.bert_dir.as_deref().filter(|_| bert) {
                 let pretrained = HfBertFolder::open(dir)?.load_bert::<B>(&device)?;
-                model.network.text_encoder = NetworkTextEncoder::Bert(pretrained);
+                model.network.text_encoder = TextEncoder::Bert(pretrained);
             }
             checkpoint::materialize(&model);
             start_run_dir(&config)?;
@@ -532,7 +269,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         let trainer = Self {
             missing: TrainMissing::new(config.train_rng, config.seed),
-            step: config.mssd_config(),
+            step: config.loss.clone(),
             config,
             device,
             data,
@@ -541,19 +278,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             optim,
             maci,
             state,
-            show_progress: true,
         };
         trainer.write_metrics()?;
         Ok(trainer)
     }
-
-    /// Shows or hides the per-batch progress bar (it is always hidden when stderr is not a
-    /// terminal).
-    pub fn with_progress(mut self, show: bool) -> Self {
-        self.show_progress = show;
-        self
-    }
-
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.config.out_dir
@@ -579,17 +307,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.state.epoch >= self.config.epochs || self.state.stopping.should_stop()
     }
 
-    /// Trains until [`Trainer::is_finished`]; `on_epoch` sees every record.
+    /// Trains until [`Trainer::is_finished`], telling `on_progress` about every batch and
+    /// every finished epoch ([`TrainProgress`]); `|_| {}` trains silently.
     ///
     /// # Errors
     /// As [`Trainer::run_epoch`].
     pub fn run(
         &mut self,
-        mut on_epoch: impl FnMut(&EpochRecord),
+        mut on_progress: impl FnMut(TrainProgress<'_>),
     ) -> Result<TrainSummary, TrainError> {
         while !self.is_finished() {
-            let record = self.run_epoch()?;
-            on_epoch(&record);
+            let record = self.run_epoch(&mut on_progress)?;
+            on_progress(TrainProgress::Epoch(&record));
         }
         let best = self.state.stopping.best_epoch.and_then(|epoch| {
             self.state
@@ -613,9 +342,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// # Errors
     /// Model input errors (the trainer is then unusable), metric errors (e.g. a split without
     /// any non-neutral sample) and write failures.
-    pub fn run_epoch(&mut self) -> Result<EpochRecord, TrainError> {
+    pub fn run_epoch(
+        &mut self,
+        on_progress: &mut dyn FnMut(TrainProgress<'_>),
+    ) -> Result<EpochRecord, TrainError> {
         let epoch = self.state.epoch + 1;
-        let (losses, train_seconds) = self.train_epoch(epoch)?;
+        let (losses, train_seconds) = self.train_epoch(epoch, on_progress)?;
+        on_progress(TrainProgress::Evaluating { epoch });
         let model = self.model.as_ref().ok_or(TrainError::Poisoned)?;
         let started = Instant::now();
         let (metric, value, tau) = self.selection_metric(&model.valid())?;
@@ -667,7 +400,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// The training steps of one epoch: per-sample mean losses and seconds.
-    fn train_epoch(&mut self, epoch: usize) -> Result<(EpochLosses, f64), TrainError> {
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        on_progress: &mut dyn FnMut(TrainProgress<'_>),
+    ) -> Result<(EpochLosses, f64), TrainError> {
         B::seed(&self.device, epoch_seed(self.config.seed, epoch));
         let train = &self.data.train;
         let labels = train.labels(self.config.task);
@@ -675,46 +412,35 @@ impl<B: AutodiffBackend> Trainer<B> {
             seed: self.config.seed,
         };
         let batches = batch_indices(train.n, self.config.batch_size, order, epoch as u64);
-        let bar = self.progress_bar(epoch, batches.len());
-        let bert = self.config.model.text_encoder == TextEncoder::Bert;
         let started = Instant::now();
         let mut sums = EpochLosses::default();
-        for indices in &batches {
+        for (batch_number, indices) in batches.iter().enumerate() {
             let view = self.missing.view(train, indices, epoch as u64)?;
             let batch = Batch::<B>::new(train, indices, &view, None, labels, &self.device);
             let confounders = self
                 .maci
                 .prototypes
                 .confounders::<B>(indices.len(), &self.device);
-            let batch = mssd_batch(batch, bert, confounders, &train.name)?;
             let model = self.model.take().ok_or(TrainError::Poisoned)?;
+            let batch = mssd_batch(batch, &model.network.text_encoder, confounders, &train.name)?;
             let (model, losses) = mssd_step(model, &mut self.optim, batch, &self.step)?;
             self.model = Some(model);
             sums.add(&losses, indices.len());
-            bar.set_message(format!("loss {:.4}", losses.logged()));
-            bar.inc(1);
+            on_progress(TrainProgress::Batch {
+                epoch,
+                epochs: self.config.epochs,
+                batch: batch_number + 1,
+                batches: batches.len(),
+                loss: losses.logged(),
+            });
         }
-        bar.finish_and_clear();
         Ok((sums.mean(train.n), started.elapsed().as_secs_f64()))
-    }
-
-    fn progress_bar(&self, epoch: usize, batches: usize) -> ProgressBar {
-        if !self.show_progress {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new(batches as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} batches, {per_sec}, {msg} (eta {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(format!("{epoch}/{}", self.config.epochs));
-        bar
     }
 
     /// The headline metric of the selection split and its τ (docs/method.md §6.4, §11.2-3):
     /// τ from the validation split's sweep (0 for the linear classifier); on the validation
-    /// split the value is the metric at that τ; with [`Selection::TestLeak`] it is the test
+    /// split the value is the metric at that τ; with
+    /// [`Selection::TestLeak`](crate::train_config::Selection::TestLeak) it is the test
     /// split's metric at that τ, or its per-metric maximum over τ with
     /// [`TauSelection::Oracle`].
     fn selection_metric(
@@ -839,55 +565,17 @@ impl EpochLosses {
     }
 }
 
-/// A training [`Batch`] in the form of the MSSD step: token ids for BERT, or the precomputed
-/// features (missing view: missing tokens' rows zeroed).
+/// A training [`Batch`] in the form of the MSSD step (the text as `encoder` takes it).
 fn mssd_batch<B: Backend>(
     batch: Batch<B>,
-    bert: bool,
+    encoder: &TextEncoder<B>,
     confounders: Confounders<B>,
     split: &str,
 ) -> Result<MssdBatch<B>, TrainError> {
-    let (complete_text, missing_text) = if bert {
-        let tokens = |ids| TextInput::Tokens {
-            ids,
-            attention_mask: batch.text_mask.clone(),
-            token_types: batch.text_segment.clone(),
-        };
-        (
-            tokens(batch.text_ids.clone()),
-            tokens(batch.text_m_ids.clone()),
-        )
-    } else {
-        let features = batch
-            .text_features
-            .clone()
-            .ok_or_else(|| TrainError::Unusable {
-                source_name: format!("split `{split}`"),
-                message: "no precomputed `text` features for text_encoder = \"precomputed\"".into(),
-            })?;
-        let keep = batch.text_missing.clone().unsqueeze_dim::<3>(2); // [B, T_l, 1]
-        (
-            TextInput::Features(features.clone()),
-            TextInput::Features(features * keep),
-        )
-    };
     Ok(MssdBatch {
-        complete: ViewInput {
-            text: complete_text,
-            audio: batch.audio,
-            vision: batch.vision,
-        },
-        missing: ViewInput {
-            text: missing_text,
-            audio: batch.audio_m,
-            vision: batch.vision_m,
-        },
-        masks: InputMasks {
-            text: batch.text_mask,
-            audio: batch.audio_mask,
-            vision: batch.vision_mask,
-            text_len: batch.text_len,
-        },
+        complete: encoder.view_of(&batch, BatchView::Complete, split)?,
+        missing: encoder.view_of(&batch, BatchView::Missing, split)?,
+        masks: InputMasks::of(&batch),
         missing_masks: MissingMasks {
             text: batch.text_missing,
             audio: batch.audio_missing,
@@ -909,7 +597,11 @@ mod tests {
     use cider_data::synth::{Layout, Variant};
 
     use super::*;
-    use crate::config::{DataConfig, SyntheticData};
+    use crate::train_config::{DataConfig, Selection};
+    use cider_data::synth::SynthConfig;
+    use cider_maci::full_model::Classifier;
+    use cider_maci::prototypes::TextFeatures;
+    use cider_model::network::{PrecomputedText, TextInput};
 
     type AB = Autodiff<Flex>;
 
@@ -931,13 +623,13 @@ mod tests {
             out_dir: out_dir.to_path_buf(),
             epochs,
             batch_size: 16,
-            data: DataConfig::Synthetic(SyntheticData {
+            data: DataConfig::Synthetic(SynthConfig {
                 layout: Layout::MosiAligned,
                 variant: Variant::Iid,
                 n_train: 48,
                 n_valid: 24,
                 n_test: 24,
-                ..SyntheticData::default()
+                ..SynthConfig::default()
             }),
             ..TrainConfig::default()
         };
@@ -984,36 +676,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn early_stopping_follows_a_scripted_metric_sequence() {
-        // Patience 2: strict improvements at 1 and 2; 0.6 again is no improvement.
-        let mut stop = EarlyStopping::new(2);
-        let verdicts: Vec<(bool, usize)> = [0.5, 0.6, 0.6, 0.55]
-            .iter()
-            .enumerate()
-            .map(|(i, &m)| (stop.update(i + 1, m), stop.left))
-            .collect();
-        assert_eq!(verdicts, [(true, 2), (true, 2), (false, 1), (false, 0)]);
-        assert!(stop.should_stop());
-        assert_eq!((stop.best, stop.best_epoch), (Some(0.6), Some(2)));
-
-        // Patience 3: an improvement at epoch 4 resets the counter; NaN never improves.
-        let mut stop = EarlyStopping::new(3);
-        let mut stopped_after = None;
-        for (i, m) in [0.5, 0.4, 0.45, 0.7, f64::NAN, 0.65, 0.7, 0.9]
-            .into_iter()
-            .enumerate()
-        {
-            stop.update(i + 1, m);
-            if stop.should_stop() {
-                stopped_after = Some(i + 1);
-                break;
-            }
-        }
-        assert_eq!(stopped_after, Some(7));
-        assert_eq!((stop.best, stop.best_epoch), (Some(0.7), Some(4)));
-    }
-
     /// Three epochs straight and "one epoch, kill, resume to three" give bit-identical weights
     /// and identical records. Dropout is off here: the backend's random stream is global to the
     /// process and other tests may draw from it concurrently (the trainer re-seeds it per
@@ -1029,10 +691,8 @@ mod tests {
         config.model.res_dropout = 0.0;
         let device = Default::default();
 
-        let mut a = Trainer::<AB>::open(config.clone(), device, false)
-            .unwrap()
-            .with_progress(false);
-        a.run_epoch().unwrap();
+        let mut a = Trainer::<AB>::open(config.clone(), device, false).unwrap();
+        a.run_epoch(&mut |_| {}).unwrap();
         // The run is "killed" here: its directory is all that survives.
         copy_dir(&straight, &resumed);
         let summary_a = a.run(|_| {}).unwrap();
@@ -1042,9 +702,7 @@ mod tests {
             out_dir: resumed.clone(),
             ..config.clone()
         };
-        let mut b = Trainer::<AB>::open(resumed_config.clone(), device, true)
-            .unwrap()
-            .with_progress(false);
+        let mut b = Trainer::<AB>::open(resumed_config.clone(), device, true).unwrap();
         assert_eq!(b.state().epoch, 1);
         let summary_b = b.run(|_| {}).unwrap();
         assert_eq!(summary_b.epochs, 3);
@@ -1112,14 +770,37 @@ mod tests {
             s.n_valid = 48;
         }
         config.optim.lr = 3e-3;
+        let (batches, epochs) = (96usize.div_ceil(config.batch_size), config.epochs);
         let device = Default::default();
-        let mut trainer = Trainer::<AB>::open(config, device, false)
-            .unwrap()
-            .with_progress(false);
+        let mut trainer = Trainer::<AB>::open(config, device, false).unwrap();
         let mut seen = Vec::new();
-        let summary = trainer.run(|r| seen.push(r.epoch)).unwrap();
+        let summary = trainer
+            .run(|p| {
+                seen.push(match p {
+                    TrainProgress::Batch {
+                        epoch,
+                        epochs: of,
+                        batch,
+                        batches: n,
+                        loss,
+                    } => {
+                        assert!(loss.is_finite() && of == epochs && n == batches);
+                        format!("{epoch}.{batch}")
+                    }
+                    TrainProgress::Evaluating { epoch } => format!("{epoch} eval"),
+                    TrainProgress::Epoch(r) => format!("{} done", r.epoch),
+                })
+            })
+            .unwrap();
         let history = &trainer.state().history;
-        assert_eq!(seen, (1..=history.len()).collect::<Vec<_>>());
+        let expected: Vec<String> = (1..=history.len())
+            .flat_map(|e| {
+                (1..=batches)
+                    .map(move |b| format!("{e}.{b}"))
+                    .chain([format!("{e} eval"), format!("{e} done")])
+            })
+            .collect();
+        assert_eq!(seen, expected);
         let (first, last) = (&history[0], &history[history.len() - 1]);
         assert!(
             last.train_loss < first.train_loss,
@@ -1168,10 +849,8 @@ mod tests {
         config.maci.classifier = Classifier::Linear;
         config.loss.distillation = crate::mssd::Distillation::None;
         config.selection = Selection::TestLeak;
-        let mut trainer = Trainer::<AB>::open(config, Default::default(), false)
-            .unwrap()
-            .with_progress(false);
-        let record = trainer.run_epoch().unwrap();
+        let mut trainer = Trainer::<AB>::open(config, Default::default(), false).unwrap();
+        let record = trainer.run_epoch(&mut |_| {}).unwrap();
         assert_eq!((record.split.as_str(), record.tau), ("test", 0.0));
         assert_eq!(record.task_m_loss, None);
         assert_eq!(record.train_loss, record.task_loss);
@@ -1196,7 +875,8 @@ mod tests {
             Prototypes::from_split(train, config.task, TextFeatures::FromSplit).unwrap();
         let conf = prototypes.confounders::<Flex>(3, &device);
         assert_eq!(conf.feats.dims(), [3, 3, 768 + 5 + 20]);
-        let out = mssd_batch(batch, false, conf, "train").unwrap();
+        let encoder = TextEncoder::Precomputed(PrecomputedText);
+        let out = mssd_batch(batch, &encoder, conf, "train").unwrap();
         let TextInput::Features(missing) = out.missing.text else {
             panic!("features")
         };

@@ -318,8 +318,8 @@ fn time_training(
     <B as Backend>::seed(&device, 1111);
     let mut model =
         reference_model::<B>(config.layout, config.text, &device).map_err(|e| e.to_string())?;
-    let mut optimizer = CiderAdamConfig::new().init();
-    let mssd = MssdConfig::new();
+    let mut optimizer = CiderAdamConfig::default().init();
+    let mssd = MssdConfig::default();
     let batch = mssd_batch::<B>(config.layout, config.text, config.batch, &device);
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {

@@ -8,10 +8,10 @@
 //! | mid level | `KL_attn = (1/(B·H)) Σ P (log P − log Q)`, `P = softmax(S)`, `log Q = log_softmax(S_m)` |
 //! | low level | `R = Σ ℓ(X̂·M, X·M) / (d · ΣM + 1e-6)`, `M = inmask − missmask` |
 
-use burn::config::Config;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// ε of the cosine similarity: each norm is clamped to at least ε (PyTorch's
 /// `cosine_similarity(x, y, eps=1e-8) = x·y / (max(‖x‖, ε) · max(‖y‖, ε))`).
@@ -20,8 +20,10 @@ pub const COSINE_EPS: f64 = 1e-8;
 /// Added to the reconstruction denominator `d · ΣM` so that an empty mask gives `R = 0`.
 pub const RECON_EPS: f64 = 1e-6;
 
-/// The element-wise reconstruction loss `ℓ` of `R` (reference `--recon_loss`).
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// The element-wise reconstruction loss `ℓ` of `R` (reference `--recon_loss`); written
+/// `smooth-l1`, `l1` or `mse` in configuration files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ReconLoss {
     /// Huber with β = 1: `0.5 e²` if `|e| < 1`, else `|e| − 0.5` (the reference default and the
     /// only value its scripts use; `MssdConfig`'s default).

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use cider_causal::counterfactual::TauSelection;
-use cider_causal::metrics::Metric;
 use cider_data::missing::DEFAULT_MISSING_SEED;
-use cider_train::config::TrainConfig;
-use cider_train::evaluate::{EVAL_BATCH_SIZE, ProtocolResults};
+use cider_maci::counterfactual::TauSelection;
+use cider_maci::inference::EVAL_BATCH_SIZE;
+use cider_maci::metrics::Metric;
+use cider_train::evaluate::ProtocolResults;
 use cider_train::plot::write_charts;
 use cider_train::results::ResultsFile;
+use cider_train::train_config::TrainConfig;
 
 use cider_data::missing_mode::EvalMode;
 use cider_data::synth::Variant;

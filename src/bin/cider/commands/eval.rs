@@ -8,18 +8,17 @@ use clap::Args;
 use serde_json::{Map, Value};
 
 use cider::Run;
-use cider_causal::counterfactual::TauSelection;
-use cider_causal::metrics::Metric;
 use cider_data::dataset::Dataset;
 use cider_data::missing::DEFAULT_MISSING_SEED;
 use cider_data::missing_mode::EvalMode;
 use cider_data::synth::Variant;
+use cider_maci::counterfactual::TauSelection;
+use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE};
+use cider_maci::metrics::Metric;
 use cider_train::backend::Selected;
-use cider_train::config::DataConfig;
-use cider_train::evaluate::{
-    Debiasing, EVAL_BATCH_SIZE, PointResult, ProtocolConfig, ProtocolResults, parse_rates,
-};
+use cider_train::evaluate::{PointResult, ProtocolConfig, ProtocolResults, parse_rates};
 use cider_train::results::ResultsFile;
+use cider_train::train_config::DataConfig;
 
 use crate::error::CliError;
 

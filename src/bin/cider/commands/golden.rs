@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use cider_causal::golden::{GoldenReport, GoldenStatus, check_golden};
+use cider_maci::golden::{GoldenReport, GoldenStatus, check_golden};
 use cider_train::backend::{Selected, SelectedAutodiff};
-use cider_train::golden_step::{STEP_TOLERANCE, StepCheckReport, check_training_step};
+use cider_train::golden_step::report::StepCheckReport;
+use cider_train::golden_step::{STEP_TOLERANCE, check_training_step};
 
 use crate::error::CliError;
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use cider::{Frames, Prediction, Run, Text, Utterance, class_names};
 use cider_data::dataset::{Dataset, Task};
+use cider_model::network_config::TextSource;
 use cider_train::backend::Selected;
-use cider_train::config::TextEncoder;
 
 use crate::error::CliError;
 
@@ -78,7 +78,7 @@ pub fn run(args: &InferArgs) -> Result<(), CliError> {
             )
         }
         (None, Some(text)) => {
-            if run.config.model.text_encoder == TextEncoder::Precomputed {
+            if run.config.model.text_encoder == TextSource::Precomputed {
                 return Err(CliError::Usage(format!(
                     "{}: the model reads precomputed text features (model.text_encoder = \
                      \"precomputed\"), so raw text cannot be encoded; use --data with a file \

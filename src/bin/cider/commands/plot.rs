@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cider_causal::counterfactual::TauSelection;
+use cider_maci::counterfactual::TauSelection;
 use clap::Args;
 
 use crate::error::CliError;

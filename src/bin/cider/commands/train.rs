@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use cider_train::backend::SelectedAutodiff;
-use cider_train::config::TrainConfig;
-use cider_train::trainer::{EpochRecord, TrainSummary, Trainer};
+use cider_train::epoch_record::EpochRecord;
+use cider_train::train_config::TrainConfig;
+use cider_train::trainer::{TrainProgress, TrainSummary, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::CliError;
 
@@ -106,8 +108,7 @@ pub fn run(args: &TrainArgs) -> Result<(), CliError> {
 /// Trains (or resumes) a run with progress output unless `quiet`; prints the run directory and
 /// its best epoch.
 pub fn train(config: TrainConfig, resume: bool, quiet: bool) -> Result<TrainSummary, CliError> {
-    let mut trainer = Trainer::<SelectedAutodiff>::open(config, Default::default(), resume)?
-        .with_progress(!quiet);
+    let mut trainer = Trainer::<SelectedAutodiff>::open(config, Default::default(), resume)?;
     if !quiet {
         let state = trainer.state();
         let what = if state.epoch > 0 {
@@ -122,9 +123,10 @@ pub fn train(config: TrainConfig, resume: bool, quiet: bool) -> Result<TrainSumm
             trainer.config().epochs
         );
     }
-    let summary = trainer.run(|record| {
+    let mut bar = EpochBar::default();
+    let summary = trainer.run(|progress| {
         if !quiet {
-            eprintln!("{}", epoch_line(record));
+            bar.show(progress);
         }
     })?;
     let stop = if summary.stopped_early {
@@ -150,4 +152,44 @@ pub fn train(config: TrainConfig, resume: bool, quiet: bool) -> Result<TrainSumm
         ),
     }
     Ok(summary)
+}
+
+/// The per-batch progress bar of one epoch (hidden when stderr is not a terminal), then the
+/// epoch's line.
+#[derive(Default)]
+struct EpochBar {
+    bar: Option<ProgressBar>,
+}
+
+impl EpochBar {
+    fn show(&mut self, progress: TrainProgress<'_>) {
+        match progress {
+            TrainProgress::Batch {
+                epoch,
+                epochs,
+                batches,
+                loss,
+                ..
+            } => {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = ProgressBar::new(batches as u64);
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "epoch {prefix} [{bar:30}] {pos}/{len} batches, {per_sec}, {msg} (eta {eta})",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.set_prefix(format!("{epoch}/{epochs}"));
+                    bar
+                });
+                bar.set_message(format!("loss {loss:.4}"));
+                bar.inc(1);
+            }
+            TrainProgress::Evaluating { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            TrainProgress::Epoch(record) => eprintln!("{}", epoch_line(record)),
+        }
+    }
 }
