@@ -44,8 +44,8 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
     let headline = Metric::headline(task);
     let results = run.evaluate(&data, &data, "test", &protocol, &Default::default(), |_| {})?;
     println!(
-        "\nRMFM rate  {headline} (τ = {:?} from validation)",
-        results.tau
+        "\nRMFM rate  {headline} (τ = {} from validation)",
+        results.tau.value()
     );
     for point in &results.points {
         println!(

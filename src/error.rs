@@ -44,6 +44,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A dataset whose layout does not fit the run's model (alignment, lengths, sizes).
+    #[error("{file}: does not fit the model of {run}: {message}")]
+    DataMismatch {
+        /// The dataset file.
+        file: String,
+        /// The model directory.
+        run: PathBuf,
+        /// The first size that differs, in the run and in the file.
+        message: String,
+    },
+
     /// An utterance whose arrays do not fit the model, or a τ that is not allowed.
     #[error("{what}: {message}")]
     Input {

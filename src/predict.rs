@@ -13,6 +13,7 @@ use cider_maci::counterfactual::debiased_scores_at;
 use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE, predict};
 use cider_maci::metrics::argmax;
 use cider_maci::prototypes::Prototypes;
+use cider_model::batch_input::check_bert_text;
 use cider_model::network_config::TextSource;
 
 use crate::error::Error;
@@ -255,6 +256,9 @@ impl<B: Backend> Run<B> {
         device: &B::Device,
     ) -> Result<Vec<Prediction>, Error> {
         let tau = self.resolve_tau(tau)?;
+        if let Some(bert) = &self.model_config.network.bert {
+            check_bert_text(split, "the predicted data", bert)?;
+        }
         let cf_ids = (self.default_debiasing() == Debiasing::Maci && tau != 0.0)
             .then(|| counterfactual_ids(&view.text_m_ids, bias));
         let out = predict(

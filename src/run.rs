@@ -10,11 +10,16 @@ use cider_data::dataset::{Dataset, Split, Task};
 use cider_maci::full_model::{Cider, CiderConfig, Classifier};
 use cider_maci::inference::Debiasing;
 use cider_maci::prototypes::{Prototypes, TextFeatures};
+use cider_model::batch_input::check_bert_text;
 use cider_model::hf::HfBertFolder;
+use cider_model::network_config::{Alignment, TextSource};
 use cider_model::tokenize::WordPieceTokenizer;
-use cider_train::checkpoint::{BEST_DIR, MODEL_CONFIG, STATE_FILE, load_model, read_json};
+use cider_train::checkpoint::{
+    BEST_DIR, CheckpointError, MODEL_CONFIG, STATE_FILE, load_model, read_json,
+};
 use cider_train::evaluate::{EvalData, PointResult, ProtocolConfig, ProtocolResults, run_protocol};
-use cider_train::run_dir::{CONFIG_TOML, MACI_FILE};
+use cider_train::run_dir::{CONFIG_TOML, MACI_FILE, METRICS_JSON};
+use cider_train::run_files::{check_best, check_maci};
 use cider_train::run_state::{BestInfo, MaciState};
 use cider_train::train_config::TrainConfig;
 
@@ -73,10 +78,34 @@ impl<B: Backend> Run<B> {
                 ),
             });
         }
+        let classes = config.task.num_classes();
+        let model_json = model_dir.join(MODEL_CONFIG);
+        let saved = read_json::<serde_json::Value>(&model_json)?["num_classes"].clone();
+        if saved.as_u64() != Some(classes as u64) {
+            return Err(CheckpointError::Format {
+                path: model_json,
+                message: format!(
+                    "`num_classes` = {saved}, expected {classes} (the task of {})",
+                    config_path.display()
+                ),
+            }
+            .into());
+        }
         let (model_config, model) = load_model::<B>(&model_dir, device)?;
         let optional = |name: &str| model_dir.join(name).is_file().then(|| model_dir.join(name));
-        let maci = optional(MACI_FILE).map(|p| read_json(&p)).transpose()?;
-        let best = optional(STATE_FILE).map(|p| read_json(&p)).transpose()?;
+        let maci: Option<MaciState> = optional(MACI_FILE).map(|p| read_json(&p)).transpose()?;
+        if let Some(maci) = &maci {
+            check_maci(maci, &model_config, &model_dir.join(MACI_FILE))?;
+        }
+        let best: Option<BestInfo> = optional(STATE_FILE).map(|p| read_json(&p)).transpose()?;
+        if let Some(best) = &best {
+            let metrics = run_dir.join(METRICS_JSON);
+            let epochs = match metrics.is_file() {
+                true => Some(read_json::<Vec<serde_json::Value>>(&metrics)?.len()),
+                false => None,
+            };
+            check_best(best, epochs, &model_dir.join(STATE_FILE))?;
+        }
         Ok(Self {
             run_dir,
             model_dir,
@@ -170,6 +199,8 @@ impl<B: Backend> Run<B> {
         device: &B::Device,
         on_point: impl FnMut(&PointResult),
     ) -> Result<ProtocolResults, Error> {
+        self.check_data(train_data)?;
+        self.check_data(evaluated)?;
         let evaluated = evaluated.split(split)?;
         let (bias, train_prototypes) = self.maci_parts(Some(&train_data.train))?;
         let valid_prototypes = self.test_prototypes(&train_prototypes, &train_data.valid)?;
@@ -189,6 +220,62 @@ impl<B: Backend> Run<B> {
             device,
             on_point,
         )?)
+    }
+
+    /// Checks that a dataset fits the model before any batch reaches it: the same alignment,
+    /// sequence lengths `T_l, T_a, T_v` and feature sizes `d_a, d_v` (and `d_l` of the
+    /// precomputed text), and for a BERT model tokens the BERT can read (docs/method.md §2.3,
+    /// §5.1).
+    ///
+    /// # Errors
+    /// [`Error::DataMismatch`] naming the file and the first size that differs; token errors
+    /// of [`check_bert_text`].
+    pub fn check_data(&self, data: &Dataset) -> Result<(), Error> {
+        let n = &self.model_config.network;
+        let aligned = n.alignment == Alignment::Aligned;
+        let kind = |a: bool| if a { "aligned" } else { "unaligned" };
+        let fail = |message: String| {
+            Err(Error::DataMismatch {
+                file: data.source.clone(),
+                run: self.model_dir.clone(),
+                message,
+            })
+        };
+        let d = &data.dims;
+        if aligned != data.aligned {
+            return fail(format!(
+                "the run was trained on {} data (T_a = {}, T_v = {}) and the file is {} \
+                 (T_a = {}, T_v = {})",
+                kind(aligned),
+                n.t_a,
+                n.t_v,
+                kind(data.aligned),
+                d.t_a,
+                d.t_v
+            ));
+        }
+        let precomputed = n.options.text_encoder == TextSource::Precomputed;
+        let sizes = [
+            ("T_l", n.t_l, d.t_l),
+            ("T_a", n.t_a, d.t_a),
+            ("T_v", n.t_v, d.t_v),
+            ("d_a", n.d_a, d.d_a),
+            ("d_v", n.d_v, d.d_v),
+            ("d_l", n.d_l, if precomputed { d.d_l } else { n.d_l }),
+        ];
+        if let Some((name, run, file)) = sizes.iter().find(|(_, run, file)| run != file) {
+            return fail(format!(
+                "the run was trained on {} data with {name} = {run} and the file has \
+                 {name} = {file}",
+                kind(aligned)
+            ));
+        }
+        if let Some(bert) = &n.bert {
+            for split in data.splits() {
+                check_bert_text(split, &data.source, bert)?;
+            }
+        }
+        Ok(())
     }
 
     /// MACI for the MCM, the plain prediction for the linear-head ablation.

@@ -647,3 +647,211 @@ fn infer_encodes_raw_text_with_the_run_tokenizer() {
     }
     assert!(line.get("label").is_none());
 }
+
+/// Edits one file of a run, runs `cider infer` on it, restores the file and returns the output.
+fn infer_with_edit(run: &Path, pickle: &Path, file: &str, edit: impl FnOnce(&Path)) -> Output {
+    let path = run.join(file);
+    let keep = std::fs::read(&path).unwrap();
+    edit(&path);
+    let output = cider(&[
+        "infer",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data",
+        pickle.to_str().unwrap(),
+    ]);
+    std::fs::write(&path, keep).unwrap();
+    output
+}
+
+/// Sets `key` of the JSON file at `path` to `value`.
+fn set_json(path: &Path, key: &str, value: Value) {
+    let mut json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    json[key] = value;
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+#[test]
+fn tampered_run_files_are_refused_with_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, pickle) = tiny_run(dir.path());
+    let best = run.join("best");
+    let cases: [(&str, &str, Value, String); 5] = [
+        (
+            "state.json",
+            "tau",
+            Value::from(-5.0),
+            "state.json: `tau` = -5, expected a τ of the grid 0, 0.1, …, 3".into(),
+        ),
+        (
+            "state.json",
+            "tau",
+            Value::from(1e308),
+            "`tau` = 1000000000000".into(),
+        ),
+        (
+            "state.json",
+            "epoch",
+            Value::from(1_000_000_000_000u64),
+            "state.json: `epoch` = 1000000000000, expected an epoch in 1..=1".into(),
+        ),
+        (
+            "maci.json",
+            "priors",
+            serde_json::json!([0.0, 0.0, 0.0]),
+            "maci.json: `priors` = [0.0, 0.0, 0.0], expected class frequencies in [0, 1] that \
+             sum to 1"
+                .into(),
+        ),
+        (
+            "maci.json",
+            "bias_words",
+            serde_json::json!([4294967295u64]),
+            "maci.json: `bias_words[0]` = 4294967295, expected a word-piece id below the \
+             vocabulary size 30522"
+                .into(),
+        ),
+    ];
+    for (file, key, value, needle) in cases {
+        let output = infer_with_edit(&best, &pickle, file, |p| set_json(p, key, value));
+        assert_one_line_error(&output, &[&needle]);
+    }
+    let output = infer_with_edit(&best, &pickle, "model.json", |p| {
+        set_json(p, "num_classes", Value::from(1000))
+    });
+    let needle = format!(
+        "model.json: `num_classes` = 1000, expected 3 (the task of {})",
+        run.join("config.toml").display()
+    );
+    assert_one_line_error(&output, &[&needle]);
+    for (key, value, term) in [
+        ("embed_dim", 65536u64, "`model.embed_dim`"),
+        ("max_positions", 100_000_000_000, "`model.max_positions`"),
+    ] {
+        let output = infer_with_edit(&best, &pickle, "model.json", |p| {
+            let mut json: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            json["network"]["options"][key] = Value::from(value);
+            std::fs::write(p, json.to_string()).unwrap();
+        });
+        let needle = format!(
+            "{}: {term}: the model would need about ",
+            best.join("model.json").display()
+        );
+        assert_one_line_error(
+            &output,
+            &[&needle, "GiB (set CIDER_MAX_MEMORY_GIB to raise it)"],
+        );
+    }
+    cider_ok(&[
+        "infer",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data",
+        pickle.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn weights_of_another_model_name_the_parameter() {
+    use cider_maci::full_model::CiderConfig;
+    use cider_model::bert::BertConfig;
+    use cider_train::backend::Selected;
+    use cider_train::checkpoint::save_model;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (run, pickle) = tiny_run(dir.path());
+    let best = run.join("best");
+    let config: CiderConfig =
+        serde_json::from_slice(&std::fs::read(best.join("model.json")).unwrap()).unwrap();
+    let foreign = |name: &str, change: &dyn Fn(&mut CiderConfig)| {
+        let mut other = config.clone();
+        change(&mut other);
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        let model = other.init::<Selected>(&Default::default()).unwrap();
+        save_model(&model, &other, &out).unwrap();
+        out.join("model.mpk")
+    };
+    let wide = foreign("wide", &|c| c.network.options.embed_dim = 16);
+    let output = infer_with_edit(&best, &pickle, "model.mpk", |p| {
+        std::fs::copy(&wide, p).unwrap();
+    });
+    let needle = format!(
+        "{}: weights of another model than {}: `network.",
+        best.join("model.mpk").display(),
+        best.join("model.json").display()
+    );
+    assert_one_line_error(
+        &output,
+        &[&needle, "in the file, the configuration expects ["],
+    );
+
+    let bert = foreign("bert", &|c| {
+        c.network = c
+            .network
+            .clone()
+            .with_bert_encoder(BertConfig::new(200, 768, 1, 2, 32, 64));
+    });
+    let output = infer_with_edit(&best, &pickle, "model.mpk", |p| {
+        std::fs::copy(&bert, p).unwrap();
+    });
+    assert_one_line_error(
+        &output,
+        &["`network.text_encoder` is `Bert` in the file, the configuration expects `Precomputed`"],
+    );
+
+    let output = infer_with_edit(&best, &pickle, "model.mpk", |p| {
+        let bytes = std::fs::read(p).unwrap();
+        std::fs::write(p, &bytes[..bytes.len() / 3]).unwrap();
+    });
+    assert_one_line_error(
+        &output,
+        &[
+            "model.mpk: cannot read the record: not a complete Burn record (truncated or corrupt file)",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("0.14"), "{stderr}");
+}
+
+#[test]
+fn data_of_another_layout_names_the_file_and_the_sizes() {
+    use cider_data::synth::{Layout, SynthConfig, Variant, generate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (run, _) = tiny_run(dir.path());
+    let data = generate(&SynthConfig {
+        layout: Layout::MosiUnaligned,
+        variant: Variant::Ood,
+        n_train: 8,
+        n_valid: 4,
+        n_test: 4,
+        text_features: true,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let trained: Value =
+        serde_json::from_slice(&std::fs::read(run.join("best/model.json")).unwrap()).unwrap();
+    let unaligned = dir.path().join("unaligned.pkl");
+    cider_data::pickle_write::to_path(&data.to_pyvalue().unwrap(), &unaligned).unwrap();
+    let needle = format!(
+        "{}: does not fit the model of {}: the run was trained on aligned data (T_a = {}, T_v = \
+         {}) and the file is unaligned (T_a = {}, T_v = {})",
+        unaligned.display(),
+        run.join("best").display(),
+        trained["network"]["t_a"],
+        trained["network"]["t_v"],
+        data.dims.t_a,
+        data.dims.t_v
+    );
+    for command in ["infer", "eval"] {
+        let output = cider(&[
+            command,
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--data",
+            unaligned.to_str().unwrap(),
+        ]);
+        assert_one_line_error(&output, &[&needle]);
+    }
+}

@@ -144,3 +144,55 @@ fn a_folder_that_is_no_run_is_a_matchable_error() {
         "{line}"
     );
 }
+
+/// Data of another layout and damaged run files are errors a caller can match on, naming the
+/// file and what differs.
+#[test]
+fn data_of_another_layout_and_damaged_run_files_are_matchable_errors() {
+    use cider::data::synth::{Layout, SynthConfig, generate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (run_dir, pickle) = tiny_run(dir.path());
+    let device = Default::default();
+    let run = Run::<Selected>::open(&run_dir, &device).unwrap();
+    run.check_data(&Dataset::from_path(&pickle).unwrap())
+        .unwrap();
+    let seven = generate(&SynthConfig {
+        layout: Layout::MoseiAligned,
+        n_train: 8,
+        n_valid: 4,
+        n_test: 4,
+        text_features: true,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    match run.check_data(&seven) {
+        Err(cider::Error::DataMismatch { file, message, .. }) => {
+            assert_eq!(file, seven.source);
+            assert!(
+                message.starts_with("the run was trained on aligned data with "),
+                "{message}"
+            );
+        }
+        other => panic!("expected a layout mismatch, got {other:?}"),
+    }
+
+    let state = run_dir.join("best/state.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    json["tau"] = serde_json::Value::from(-5.0);
+    std::fs::write(&state, json.to_string()).unwrap();
+    match Run::<Selected>::open(&run_dir, &device) {
+        Err(cider::Error::Checkpoint(cider::train::checkpoint::CheckpointError::Format {
+            path,
+            message,
+        })) => {
+            assert_eq!(path, state);
+            assert!(
+                message.starts_with("`tau` = -5, expected a τ of the grid"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a run-file error, got {:?}", other.err()),
+    }
+}

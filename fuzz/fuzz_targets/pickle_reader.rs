@@ -4,7 +4,7 @@
 //! The reader modules of `crates/cider-data` are compiled into this target directly (`#[path]`)
 //! rather than through the `cider-data` crate, whose Burn dependency would otherwise be built
 //! with sanitizer instrumentation for every fuzzing session. They only use each other,
-//! `elements`, `atomic_write`, `value` and `error`. Run with `cargo +nightly fuzz run
+//! `elements`, `atomic_write`, `excerpt`, `value` and `error`. Run with `cargo +nightly fuzz run
 //! pickle_reader` (docs/fuzzing.md).
 
 #![no_main]
@@ -18,6 +18,9 @@ mod elements;
 #[path = "../../crates/cider-data/src/error.rs"]
 #[allow(dead_code)]
 mod error;
+#[path = "../../crates/cider-data/src/excerpt.rs"]
+#[allow(dead_code)]
+mod excerpt;
 #[path = "../../crates/cider-data/src/joblib.rs"]
 #[allow(dead_code)]
 mod joblib;
@@ -40,8 +43,13 @@ fuzz_target!(|data: &[u8]| {
     // A value that reads back must also survive a write / read round trip.
     if let Ok(value) = pickle::from_bytes(data, "fuzz-input") {
         let bytes = pickle_write::to_bytes(&value).expect("a read value can be written");
-        let again = pickle::from_bytes(&bytes, "fuzz-roundtrip").expect("written pickle reads");
-        assert_eq!(format!("{again:?}"), format!("{value:?}"));
+        match pickle::from_bytes(&bytes, "fuzz-roundtrip") {
+            Ok(again) => assert_eq!(format!("{again:?}"), format!("{value:?}")),
+            // Written without memo sharing, a value of many small containers can need more
+            // than the budget of its written size (docs/fuzzing.md): refused, not misread.
+            Err(error::DataError::Pickle { message, .. }) if message.contains("more than 64x") => {}
+            Err(e) => panic!("the written pickle does not read: {e}"),
+        }
     }
     let _ = joblib::from_bytes(data, "fuzz-input");
     let _ = npy::from_bytes(data, "fuzz-input");

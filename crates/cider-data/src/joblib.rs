@@ -23,18 +23,32 @@ use flate2::read::{MultiGzDecoder, ZlibDecoder};
 
 use crate::elements::{RawDType, decode, element_count};
 use crate::error::DataError;
-use crate::pickle::{Extension, StateItem, Stream};
+use crate::pickle::{BUDGET_FACTOR, Extension, RESERVE, StateItem, Stream, budget_for};
 use crate::value::{DType, NumpyArray, PyValue};
 
 /// Module and class of joblib's array placeholder.
 const WRAPPER: (&str, &str) = ("joblib.numpy_pickle", "NumpyArrayWrapper");
 /// Length of the hex length field of the old `ZF` container (`len(hex(2**64))`).
 const ZF_LEN_FIELD: usize = 19;
+/// Bytes decompressed per read.
+const INFLATE_CHUNK: usize = 64 << 10;
 
 /// Reads a joblib dump held in memory. `source` names it in errors.
+///
+/// The dump may build as much memory as a pickle of its size (`pickle::budget_for`, 64 × its
+/// size + 64 MiB); the decompressed stream counts against that budget.
 pub fn from_bytes(bytes: &[u8], source: &str) -> Result<PyValue, DataError> {
-    let pickle = decompress(bytes, source)?;
-    Stream::new(&pickle, source, &Joblib).load()
+    from_bytes_within(bytes, source, budget_for(bytes.len()))
+}
+
+/// [`from_bytes`] with an explicit memory budget in bytes.
+pub(crate) fn from_bytes_within(
+    bytes: &[u8],
+    source: &str,
+    budget: usize,
+) -> Result<PyValue, DataError> {
+    let (pickle, used) = decompress(bytes, source, budget)?;
+    Stream::with_budget(&pickle, source, &Joblib, budget - used).load()
 }
 
 /// Reads a joblib dump file.
@@ -51,27 +65,37 @@ fn joblib_error(source: &str, message: impl Into<String>) -> DataError {
     }
 }
 
-/// The pickle stream of a dump: the bytes themselves, or their decompression.
-fn decompress<'b>(bytes: &'b [u8], source: &str) -> Result<Cow<'b, [u8]>, DataError> {
+/// The pickle stream of a dump (the bytes themselves, or their decompression) and the memory
+/// its decompression took from `budget`.
+fn decompress<'b>(
+    bytes: &'b [u8],
+    source: &str,
+    budget: usize,
+) -> Result<(Cow<'b, [u8]>, usize), DataError> {
     let inflate = |reader: &mut dyn Read, what: &str| {
-        let mut out = Vec::new();
-        reader
-            .read_to_end(&mut out)
-            .map_err(|e| joblib_error(source, format!("corrupt {what} stream: {e}")))?;
-        Ok::<_, DataError>(out)
+        let out = inflate_within(reader, budget)
+            .map_err(|e| joblib_error(source, format!("corrupt {what} stream: {e}")))?
+            .ok_or_else(|| {
+                joblib_error(
+                    source,
+                    format!(
+                        "the {what} stream inflates to more than the file's memory budget \
+                         ({BUDGET_FACTOR}x its size + 64 MiB = {budget} bytes); refusing"
+                    ),
+                )
+            })?;
+        let used = out.capacity();
+        Ok::<_, DataError>((Cow::Owned(out), used))
     };
     match bytes {
         [] => Err(joblib_error(source, "empty file")),
-        [0x80, ..] => Ok(Cow::Borrowed(bytes)),
-        [0x78, ..] => Ok(Cow::Owned(inflate(&mut ZlibDecoder::new(bytes), "zlib")?)),
-        [0x1f, 0x8b, ..] => Ok(Cow::Owned(inflate(
-            &mut MultiGzDecoder::new(bytes),
-            "gzip",
-        )?)),
+        [0x80, ..] => Ok((Cow::Borrowed(bytes), 0)),
+        [0x78, ..] => inflate(&mut ZlibDecoder::new(bytes), "zlib"),
+        [0x1f, 0x8b, ..] => inflate(&mut MultiGzDecoder::new(bytes), "gzip"),
         [b'Z', b'F', rest @ ..] => {
             let (declared, data) = zf_header(rest)
                 .ok_or_else(|| joblib_error(source, "bad ZF header: expected a hex length"))?;
-            let out = inflate(&mut ZlibDecoder::new(data), "zlib")?;
+            let (out, used) = inflate(&mut ZlibDecoder::new(data), "zlib")?;
             if out.len() as u64 != declared {
                 return Err(joblib_error(
                     source,
@@ -81,7 +105,7 @@ fn decompress<'b>(bytes: &'b [u8], source: &str) -> Result<Cow<'b, [u8]>, DataEr
                     ),
                 ));
             }
-            Ok(Cow::Owned(out))
+            Ok((out, used))
         }
         _ => {
             let refused = [
@@ -107,6 +131,33 @@ fn decompress<'b>(bytes: &'b [u8], source: &str) -> Result<Cow<'b, [u8]>, DataEr
                 ),
             ))
         }
+    }
+}
+
+/// Reads `reader` to its end into a vector that never holds more than `budget` bytes, counting
+/// the moment a growing vector and its copy both exist; `None` when the data does not fit.
+fn inflate_within(reader: &mut dyn Read, budget: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; INFLATE_CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(Some(out)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let needed = out.len() + n;
+        if needed > out.capacity() {
+            let room = budget.saturating_sub(RESERVE + out.capacity());
+            if needed > room {
+                return Ok(None);
+            }
+            let new_cap = needed.max((out.capacity() * 2).min(room));
+            let mut grown = Vec::with_capacity(new_cap);
+            grown.extend_from_slice(&out);
+            out = grown;
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -360,6 +411,39 @@ mod tests {
             let message = joblib_message(from_bytes(bytes, "test.joblib"));
             assert!(message.contains(wanted), "{message}");
         }
+    }
+
+    #[test]
+    fn inflated_bytes_count_against_the_budget() {
+        const BUDGET: usize = 1 << 20;
+        let nones = |n: usize| [&b"\x80\x04"[..], &vec![b'N'; n], b"."].concat();
+        // A stream that inflates past the budget stops there, whichever the compression.
+        let bomb = nones(2 << 20);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), Compression::new(9));
+        gzip.write_all(&bomb).unwrap();
+        for (what, packed) in [("zlib", zlib(&bomb)), ("gzip", gzip.finish().unwrap())] {
+            let message = joblib_message(from_bytes_within(&packed, "test.joblib", BUDGET));
+            assert_eq!(
+                message,
+                format!(
+                    "the {what} stream inflates to more than the file's memory budget \
+                     (64x its size + 64 MiB = 1048576 bytes); refusing"
+                )
+            );
+        }
+        // What is left of the budget after inflating bounds the pickle machine: 300 000
+        // `None`s inflate within 1 MiB but their stack does not fit in the rest.
+        let packed = zlib(&nones(300_000));
+        match from_bytes_within(&packed, "test.joblib", BUDGET) {
+            Err(DataError::Pickle { message, .. }) => {
+                assert!(message.contains("more than 64x its size"), "{message}")
+            }
+            other => panic!("expected the pickle budget to run out, got {other:?}"),
+        }
+        assert_eq!(
+            from_bytes_within(&zlib(&nones(1000)), "test.joblib", BUDGET).unwrap(),
+            PyValue::None
+        );
     }
 
     #[test]

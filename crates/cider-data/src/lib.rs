@@ -31,6 +31,7 @@ pub mod burn_dataset;
 pub mod dataset;
 mod elements;
 pub mod error;
+pub mod excerpt;
 pub mod joblib;
 pub mod missing;
 pub mod missing_mode;

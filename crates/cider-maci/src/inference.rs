@@ -61,7 +61,7 @@ pub struct Predictions {
 
 /// Runs `model` over every sample of `split` in file order, `batch_size` samples a batch.
 ///
-/// `view` is the split's missing view (all `N` rows, from [`eval_view`]); `cf_ids` are the
+/// `view` is the split's missing view (all `N` rows, from [`cider_data::missing::eval_view`]); `cf_ids` are the
 /// counterfactual token ids `[N, T_l]` (docs/method.md §4.2), or `None` for the factual pass only;
 /// `confounders` are the split's test-time prototypes and priors (docs/method.md §7.2), the same for every
 /// sample. The text goes to the model as its encoder takes it

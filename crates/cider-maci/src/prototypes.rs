@@ -48,9 +48,18 @@ pub enum TextFeatures<'a> {
 
 impl Prototypes {
     /// Checks and wraps prototypes and priors: `C ≥ 1` rows of one non-zero length, `C` priors,
-    /// all finite.
+    /// all finite. The expected length is the one most rows have, so that the error names the
+    /// row that differs.
     pub fn new(per_class: Vec<Vec<f32>>, priors: Vec<f32>) -> Result<Self, MaciError> {
-        let feature_len = per_class.first().map_or(0, Vec::len);
+        let count = |len: usize| per_class.iter().filter(|r| r.len() == len).count();
+        let feature_len = per_class
+            .iter()
+            .map(Vec::len)
+            .fold(None, |best: Option<usize>, len| match best {
+                Some(b) if count(b) >= count(len) => Some(b),
+                _ => Some(len),
+            })
+            .unwrap_or(0);
         if feature_len == 0 {
             return Err(MaciError::Invalid {
                 what: "prototypes".into(),
@@ -816,5 +825,16 @@ mod tests {
             Prototypes::new(vec![], vec![]),
             Err(MaciError::Invalid { .. })
         ));
+    }
+
+    /// The row that differs from the others is named, with the others' length as expected.
+    #[test]
+    fn a_short_first_prototype_is_the_one_named() {
+        let rows = vec![vec![0.1; 5], vec![0.2; 793], vec![0.3; 793]];
+        let error = Prototypes::new(rows, vec![0.3, 0.3, 0.4]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "prototype of class 0: expected 793 values, found 5"
+        );
     }
 }

@@ -12,8 +12,10 @@
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use cider_data::batch::Batch;
+use cider_data::dataset::Split;
 
 use crate::ModelError;
+use crate::bert::BertConfig;
 use crate::network::{InputMasks, TextEncoder, TextInput, ViewInput};
 
 /// Which version of a batch's inputs to feed the network.
@@ -25,6 +27,56 @@ pub enum BatchView {
     Missing,
     /// The counterfactual text of MACI with the missing view's audio and vision.
     Counterfactual,
+}
+
+/// Checks that a split's tokens fit a BERT (docs/method.md §5.1) before any batch reaches it:
+/// `T_l` at most `max_position_embeddings`, every `text_bert` id below `vocab_size` and every
+/// segment id below `type_vocab_size` (Burn's embedding lookup would panic otherwise).
+/// `source` names the dataset file.
+///
+/// # Errors
+/// [`ModelError::Text`] naming the file, the split, the sample and the field.
+pub fn check_bert_text(split: &Split, source: &str, bert: &BertConfig) -> Result<(), ModelError> {
+    let t_l = split.dims.t_l;
+    let fail = |message: String| {
+        Err(ModelError::Text {
+            source_name: source.to_string(),
+            split: split.name.clone(),
+            message,
+        })
+    };
+    if t_l > bert.max_position_embeddings {
+        return fail(format!(
+            "`text_bert` has T_l = {t_l} tokens per sample, above the BERT's \
+             max_position_embeddings = {}",
+            bert.max_position_embeddings
+        ));
+    }
+    let rows = [
+        ("token id", &split.text_ids, bert.vocab_size, "vocab_size"),
+        (
+            "segment id",
+            &split.text_segment.iter().map(|&s| u32::from(s)).collect(),
+            bert.type_vocab_size,
+            "type_vocab_size",
+        ),
+    ];
+    for (what, ids, bound, key) in rows {
+        if let Some(at) = ids.iter().position(|&id| id as usize >= bound) {
+            let sample = at / t_l.max(1);
+            let name = split
+                .id
+                .get(sample)
+                .map_or(String::new(), |id| format!(" ({id})"));
+            return fail(format!(
+                "sample {sample}{name}, `text_bert` position {}: {what} {} is not below the \
+                 BERT's {key} = {bound}",
+                at % t_l.max(1),
+                ids[at]
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<B: Backend> TextEncoder<B> {
@@ -244,6 +296,45 @@ mod tests {
             err.to_string(),
             "model input `text`: the model reads precomputed text features, but split `valid` \
              has no `text` array"
+        );
+    }
+
+    /// A token id outside the vocabulary and a text longer than the position table are
+    /// refused with the file, the split, the sample and the field, before any lookup.
+    #[test]
+    fn bert_text_out_of_range_is_named() {
+        let mut data = synth::generate(&SynthConfig {
+            n_train: 4,
+            n_valid: 1,
+            n_test: 1,
+            ..SynthConfig::default()
+        })
+        .expect("synthetic data");
+        let bert = BertConfig::new(30522, 16, 1, 2, 32, 512);
+        let split = &mut data.train;
+        assert!(check_bert_text(split, "tiny.pkl", &bert).is_ok());
+        let t_l = split.dims.t_l;
+        split.text_ids[2 * t_l + 3] = 9_999_999;
+        let id = split.id[2].clone();
+        assert_eq!(
+            check_bert_text(split, "tiny.pkl", &bert)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "tiny.pkl: split `train`: sample 2 ({id}), `text_bert` position 3: token id \
+                 9999999 is not below the BERT's vocab_size = 30522"
+            )
+        );
+        let short = BertConfig::new(30522, 16, 1, 2, 32, t_l - 1);
+        assert_eq!(
+            check_bert_text(split, "tiny.pkl", &short)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "tiny.pkl: split `train`: `text_bert` has T_l = {t_l} tokens per sample, above \
+                 the BERT's max_position_embeddings = {}",
+                t_l - 1
+            )
         );
     }
 }

@@ -67,6 +67,37 @@ pub enum ModelError {
         message: String,
     },
 
+    /// A configuration whose estimated memory is above the limit
+    /// ([`crate::memory_estimate`]).
+    #[error(
+        "{source_name}: `{key}`: the model would need about {estimate_gib:.1} GiB \
+         ({parameters:.3e} parameters and a batch's activations), above the limit of \
+         {limit_gib:.1} GiB (set CIDER_MAX_MEMORY_GIB to raise it)"
+    )]
+    TooLarge {
+        /// The file or configuration concerned.
+        source_name: String,
+        /// The key whose term of the estimate is largest.
+        key: &'static str,
+        /// The estimate, GiB.
+        estimate_gib: f64,
+        /// Estimated number of parameters.
+        parameters: f64,
+        /// The limit, GiB.
+        limit_gib: f64,
+    },
+
+    /// Dataset text that a BERT cannot read (an id outside its vocabulary, too many tokens).
+    #[error("{source_name}: split `{split}`: {message}")]
+    Text {
+        /// The dataset file.
+        source_name: String,
+        /// The split.
+        split: String,
+        /// The sample, the field and what was expected.
+        message: String,
+    },
+
     /// A data-layer error (reading `.npy` inputs, datasets).
     #[error(transparent)]
     Data(#[from] cider_data::DataError),

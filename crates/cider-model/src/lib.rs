@@ -45,6 +45,7 @@ pub mod error;
 pub mod hf;
 pub mod import;
 pub mod mct;
+pub mod memory_estimate;
 pub mod network;
 pub mod network_config;
 pub mod pooling;

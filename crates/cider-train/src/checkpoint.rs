@@ -14,7 +14,12 @@
 //! in by two renames (old → `.NAME.old`, new → `NAME`). A crash therefore leaves either the old
 //! or the new version visible, never a mixture; [`recover_dir`] finishes an interrupted swap.
 //! Model and optimiser records use Burn's named MessagePack format at full precision, so a
-//! resumed run continues from bit-identical weights and Adam moments.
+//! resumed run continues from bit-identical weights and Adam moments. Records are encoded in
+//! memory and written with [`write_file_atomically`] (read with `fs::read`), so that an I/O
+//! failure names the file and the system's reason; before a record is loaded its structure is
+//! compared with the module it is loaded into ([`load_module_record`],
+//! [`load_optimizer_record`]), so that weights of another model are an error naming the
+//! parameter, not a panic.
 
 use std::fs;
 use std::io::Write;
@@ -22,12 +27,16 @@ use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use cider_maci::full_model::{Cider, CiderConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use cider_model::memory_estimate::check_memory;
+
+use crate::record_check::{Node, first_difference, optimizer_difference, parameters};
 
 /// The last epoch's checkpoint, inside a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -66,6 +75,24 @@ pub enum CheckpointError {
         message: String,
     },
 
+    /// A record of another model than the one it is loaded into (another configuration, data
+    /// or run): the first parameter that does not fit.
+    #[error("{path}: {what} of another model than {against}: {detail}")]
+    OtherModel {
+        /// The record file.
+        path: PathBuf,
+        /// `weights` or `optimiser state`.
+        what: &'static str,
+        /// What the model was built from (its `model.json`, or the training configuration).
+        against: String,
+        /// The first parameter that does not fit, with both shapes.
+        detail: String,
+    },
+
+    /// A model configuration the network refuses, or too large for the memory limit.
+    #[error(transparent)]
+    Model(Box<cider_model::ModelError>),
+
     /// A JSON file that cannot be parsed as what we write.
     #[error("{path}: {message}")]
     Format {
@@ -81,11 +108,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ 
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// The recorder of every checkpoint: named MessagePack, `f32` kept exactly.
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::new()
 }
 
 /// A sibling of `path` named `.NAME.SUFFIX` (hidden, same directory, so renames stay atomic).
@@ -224,8 +246,10 @@ const RECORD_STACK: usize = 64 << 20;
 
 /// Runs `f` on a thread with a [`RECORD_STACK`]-byte stack: serde's derived code for a record
 /// as deep as a whole model needs more than the 2 MiB of a test thread in unoptimised builds.
+/// A panic inside `f` (Burn refusing a record) becomes [`CheckpointError::Record`].
 fn on_large_stack<T: Send>(
     path: &Path,
+    action: &'static str,
     f: impl FnOnce() -> T + Send,
 ) -> Result<T, CheckpointError> {
     std::thread::scope(|scope| {
@@ -234,10 +258,36 @@ fn on_large_stack<T: Send>(
             .stack_size(RECORD_STACK)
             .spawn_scoped(scope, f)
             .map_err(io_error(path))?;
-        Ok(handle
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        handle.join().map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the record decoder failed".into());
+            CheckpointError::Record {
+                path: path.to_path_buf(),
+                action,
+                message: first_line(&message),
+            }
+        })
     })
+}
+
+/// The first non-empty line of a message (Burn appends advice about old record formats).
+fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(message)
+        .to_string()
+}
+
+/// The bytes recorder: the same named MessagePack as [`NamedMpkFileRecorder`], in memory, so
+/// that file I/O goes through [`write_file_atomically`] and `fs::read` and their errors name
+/// the real cause (a full disk, a missing file).
+fn bytes_recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::new()
 }
 
 /// Writes a Burn record as `dir/NAME.mpk`.
@@ -247,13 +297,51 @@ pub fn save_record<B: Backend, R: Record<B>>(
     name: &str,
 ) -> Result<(), CheckpointError> {
     let path = dir.join(name).with_extension("mpk");
-    let base = dir.join(name);
-    on_large_stack(&path, || Recorder::<B>::record(&recorder(), record, base))?.map_err(|e| {
-        CheckpointError::Record {
-            path,
-            action: "write",
-            message: e.to_string(),
-        }
+    let bytes = on_large_stack(&path, "write", || {
+        Recorder::<B>::record(&bytes_recorder(), record, ())
+    })?
+    .map_err(|e| CheckpointError::Record {
+        path: path.clone(),
+        action: "write",
+        message: first_line(&e.to_string()),
+    })?;
+    write_file_atomically(&path, |f| f.write_all(&bytes))
+}
+
+/// The bytes of `dir/NAME.mpk` and their structure ([`Node`]).
+fn read_record_file<B: Backend>(
+    dir: &Path,
+    name: &str,
+) -> Result<(PathBuf, Vec<u8>, Node), CheckpointError> {
+    let path = dir.join(name).with_extension("mpk");
+    let mut bytes = fs::read(&path).map_err(io_error(&path))?;
+    let tree = on_large_stack(&path, "read", || {
+        Recorder::<B>::load_item::<Node>(&bytes_recorder(), &mut bytes)
+    })?;
+    let tree = tree.map_err(|e| CheckpointError::Record {
+        path: path.clone(),
+        action: "read",
+        message: format!(
+            "not a complete Burn record (truncated or corrupt file): {}",
+            first_line(&e.to_string())
+        ),
+    })?;
+    Ok((path, bytes, tree))
+}
+
+/// Decodes record bytes of `path` already checked by [`read_record_file`].
+fn decode_record<B: Backend, R: Record<B>>(
+    path: &Path,
+    bytes: Vec<u8>,
+    device: &B::Device,
+) -> Result<R, CheckpointError> {
+    on_large_stack(path, "read", || {
+        Recorder::<B>::load(&bytes_recorder(), bytes, device)
+    })?
+    .map_err(|e| CheckpointError::Record {
+        path: path.to_path_buf(),
+        action: "read",
+        message: first_line(&e.to_string()),
     })
 }
 
@@ -263,15 +351,70 @@ pub fn load_record<B: Backend, R: Record<B>>(
     name: &str,
     device: &B::Device,
 ) -> Result<R, CheckpointError> {
-    let path = dir.join(name).with_extension("mpk");
-    let base = dir.join(name);
-    on_large_stack(&path, || Recorder::<B>::load(&recorder(), base, device))?.map_err(|e| {
-        CheckpointError::Record {
+    let (path, bytes, _) = read_record_file::<B>(dir, name)?;
+    decode_record::<B, R>(&path, bytes, device)
+}
+
+/// Loads the weights `dir/NAME.mpk` into `module` after checking that the file's parameters
+/// (names, list lengths, variants, shapes) are those of `module`; `against` names what
+/// `module` was built from, for the message.
+///
+/// # Errors
+/// [`CheckpointError::OtherModel`] naming the first parameter that does not fit; unreadable,
+/// truncated or corrupt files.
+pub fn load_module_record<B: Backend, M: Module<B>>(
+    module: M,
+    dir: &Path,
+    name: &str,
+    against: &str,
+    device: &B::Device,
+) -> Result<M, CheckpointError> {
+    let (path, bytes, tree) = read_record_file::<B>(dir, name)?;
+    let fresh = module.clone().into_record();
+    let expected = on_large_stack(&path, "read", || {
+        let mut bytes = Recorder::<B>::record(&bytes_recorder(), fresh, ())?;
+        Recorder::<B>::load_item::<Node>(&bytes_recorder(), &mut bytes)
+    })?
+    .map_err(|e| CheckpointError::Record {
+        path: path.clone(),
+        action: "read",
+        message: first_line(&e.to_string()),
+    })?;
+    if let Some(detail) = first_difference(&tree, &expected) {
+        return Err(CheckpointError::OtherModel {
             path,
-            action: "read",
-            message: e.to_string(),
-        }
-    })
+            what: "weights",
+            against: against.to_string(),
+            detail,
+        });
+    }
+    let record = decode_record::<B, M::Record>(&path, bytes, device)?;
+    Ok(module.load_record(record))
+}
+
+/// Reads the optimiser state `dir/NAME.mpk` of `model` after checking that every Adam moment
+/// belongs to a parameter of `model` (same id, same shape).
+///
+/// # Errors
+/// [`CheckpointError::OtherModel`] naming the first moment that does not fit; unreadable,
+/// truncated or corrupt files.
+pub fn load_optimizer_record<B: Backend, M: Module<B>, R: Record<B>>(
+    model: &M,
+    dir: &Path,
+    name: &str,
+    against: &str,
+    device: &B::Device,
+) -> Result<R, CheckpointError> {
+    let (path, bytes, tree) = read_record_file::<B>(dir, name)?;
+    if let Some(detail) = optimizer_difference(&tree, &parameters(model)) {
+        return Err(CheckpointError::OtherModel {
+            path,
+            what: "optimiser state",
+            against: against.to_string(),
+            detail,
+        });
+    }
+    decode_record::<B, R>(&path, bytes, device)
 }
 
 /// Initialises every lazily initialised parameter of `module` in place, in visiting order.
@@ -320,14 +463,22 @@ pub fn load_model<B: Backend>(
         path: path.clone(),
         message: format!("not a CIDer model configuration: {e}"),
     })?;
-    let model = config
-        .init::<B>(device)
-        .map_err(|e| CheckpointError::Format {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    let record = load_record::<B, _>(dir, MODEL_RECORD, device)?;
-    Ok((config, model.load_record(record)))
+    let refuse = |e: cider_model::ModelError| CheckpointError::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    config.network.validate().map_err(refuse)?;
+    check_memory(
+        &config.network,
+        config.num_classes,
+        1,
+        &path.display().to_string(),
+    )
+    .map_err(|e| CheckpointError::Model(Box::new(e)))?;
+    let model = config.init::<B>(device).map_err(refuse)?;
+    let against = path.display().to_string();
+    let model = load_module_record(model, dir, MODEL_RECORD, &against, device)?;
+    Ok((config, model))
 }
 
 #[cfg(test)]
@@ -443,6 +594,22 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A record that cannot be written names the file and the operating system's reason
+    /// (here the temporary name is taken by a directory; a full disk reads the same way).
+    #[test]
+    fn a_failed_record_write_names_the_file_and_the_cause() {
+        type B = Flex;
+        let dir = scratch("write-fail");
+        let linear: Linear<B> = LinearConfig::new(3, 2).init(&Default::default());
+        let path = dir.join("lin.mpk");
+        fs::create_dir_all(sibling(&path, "tmp")).unwrap();
+        let error = save_record::<B, _>(linear.into_record(), &dir, "lin").unwrap_err();
+        let cause = fs::File::create(sibling(&path, "tmp")).unwrap_err();
+        assert!(matches!(error, CheckpointError::Io { .. }), "{error:?}");
+        assert_eq!(error.to_string(), format!("{}: {cause}", path.display()));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn records_round_trip_bit_for_bit() {
         type B = Flex;
@@ -458,8 +625,8 @@ mod tests {
         assert_eq!(linear.weight.id, loaded.weight.id, "parameter ids are kept");
         let missing = load_record::<B, <Linear<B> as Module<B>>::Record>(&dir, "nope", &device);
         assert!(matches!(
-            missing,
-            Err(CheckpointError::Record { action: "read", .. })
+            &missing,
+            Err(CheckpointError::Io { path, .. }) if path.ends_with("nope.mpk")
         ));
 
         let network =

@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use cider_data::DataError;
 use cider_data::bias::counterfactual_ids;
 use cider_data::dataset::{Split, Task};
+use cider_data::excerpt::excerpt;
 use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, eval_view, smm_rates};
 use cider_data::missing_mode::EvalMode;
 use cider_maci::MaciError;
@@ -95,11 +96,11 @@ pub fn default_rates() -> Vec<f64> {
 /// or a comma list (`0,0.3,0.7`). Rates must lie in [0, 1] and increase strictly; grid points
 /// are rounded to 12 decimals so that `0:1:0.1` gives exactly `0.3`, not `0.30000000000000004`.
 pub fn parse_rates(spec: &str) -> Result<Vec<f64>, EvalError> {
-    let bad = |message: String| EvalError::invalid(&format!("rates `{spec}`"), message);
+    let bad = |message: String| EvalError::invalid(&format!("rates `{}`", excerpt(spec)), message);
     let number = |text: &str| {
         text.trim()
             .parse::<f64>()
-            .map_err(|_| bad(format!("`{}` is not a number", text.trim())))
+            .map_err(|_| bad(format!("`{}` is not a number", excerpt(text.trim()))))
     };
     let rates = if spec.contains(':') {
         let parts: Vec<&str> = spec.split(':').collect();
@@ -514,6 +515,24 @@ pub(crate) mod tests {
             assert!(message.contains(needle), "{bad:?}: {message}");
             assert!(message.contains(&format!("`{bad}`")), "{message}");
         }
+    }
+
+    #[test]
+    fn a_long_rate_list_is_not_echoed_whole() {
+        let spec: Vec<String> = (0..=2000)
+            .map(|k| format!("{:.6}", k as f64 / 2000.0))
+            .collect();
+        let spec = spec.join(",");
+        assert!(spec.len() > 14_000);
+        let message = parse_rates(&spec).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "invalid rates `{}… ({} characters)`: 2001 rates, more than the limit of {MAX_RATES}",
+                &spec[..40],
+                spec.len()
+            )
+        );
     }
 
     /// The rows of one batch from `predict` equal a direct `Cider::test` call whose text

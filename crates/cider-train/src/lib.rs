@@ -39,8 +39,11 @@ pub mod optim;
 pub mod plot;
 pub mod results;
 pub mod run_dir;
+pub mod run_files;
 pub mod run_state;
 pub mod train_config;
 pub mod trainer;
 
 mod maci_inputs;
+mod record_check;
+mod train_error;

@@ -228,7 +228,8 @@ impl ResultsFile {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+/// Writes `bytes` to `path` through a temporary sibling file and a rename; on failure the
+/// temporary file is removed and `path` is left as it was.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
     let name = path
         .file_name()
@@ -236,15 +237,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let io = |source| EvalError::Io {
-        path: tmp.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    drop(file);
+    written.map_err(|source| {
+        // Best effort: the error that matters is the write's.
+        let _ = std::fs::remove_file(&tmp);
+        io(source)
     })
 }
 
@@ -669,6 +674,32 @@ mod tests {
         }
         let absent = ResultsFile::read(&dir.join("absent.json")).unwrap_err();
         assert!(absent.to_string().contains("absent.json"), "{absent}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        // A non-empty folder where the file should go: the rename fails, even as root.
+        let dir = scratch("failed-write");
+        let target = dir.join("results.json");
+        std::fs::create_dir_all(target.join("inside")).unwrap();
+        let error = write_atomic(&target, b"{}").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: ", target.display())),
+            "{error}"
+        );
+        let names: Vec<String> = dir
+            .read_dir()
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["results.json"],
+            "only the folder that was there is left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,9 +23,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use cider_data::DataError;
 use cider_data::batch::{Batch, Order, batch_indices};
 use cider_data::dataset::{Dataset, Split};
 use cider_data::missing::TrainMissing;
@@ -35,90 +34,25 @@ use cider_maci::full_model::{Cider, CiderConfig, Confounders};
 use cider_maci::inference::{Predictions, Sweep, predict};
 use cider_maci::metrics::Metric;
 use cider_maci::prototypes::Prototypes;
-use cider_model::ModelError;
-use cider_model::batch_input::BatchView;
+use cider_model::batch_input::{BatchView, check_bert_text};
 use cider_model::hf::HfBertFolder;
+use cider_model::memory_estimate::check_memory;
 use cider_model::network::{InputMasks, TextEncoder};
 use cider_model::network_config::TextSource;
 
 use crate::checkpoint::{
-    self, BEST_DIR, CHECKPOINT_DIR, CheckpointError, MODEL_CONFIG, MODEL_RECORD, OPTIM_RECORD,
-    STATE_FILE,
+    self, BEST_DIR, CHECKPOINT_DIR, MODEL_CONFIG, MODEL_RECORD, OPTIM_RECORD, STATE_FILE,
 };
 use crate::early_stopping::EarlyStopping;
 use crate::epoch_record::{CSV_HEADER, EpochRecord};
-use crate::evaluate::EvalError;
 use crate::maci_inputs::{EvalSet, MaciInputs};
 use crate::mssd::{MissingMasks, MssdBatch, MssdConfig, StepLosses, mssd_step};
 use crate::optim::GroupedAdam;
 use crate::run_dir::{MACI_FILE, METRICS_CSV, METRICS_JSON, check_run_dir, start_run_dir};
+use crate::run_files::check_trainer_state;
 use crate::run_state::{BestInfo, MaciState, TrainerState};
-use crate::train_config::{ConfigError, TrainConfig};
-
-/// Anything that stops a run from starting or continuing. Displayed as one line.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-
-    /// Writing or reading the run directory.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-
-    /// Reading, generating or masking the data.
-    #[error(transparent)]
-    Data(#[from] DataError),
-
-    /// Building the model, loading BERT, or inputs the model refuses.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-
-    /// Prototypes, priors, metrics.
-    #[error(transparent)]
-    Maci(#[from] MaciError),
-
-    /// Evaluating the selection split.
-    #[error(transparent)]
-    Eval(#[from] EvalError),
-
-    /// `--resume` on a directory without a checkpoint, or a fresh run over an existing one.
-    #[error("{dir}: {message}")]
-    RunDir {
-        /// The run directory.
-        dir: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-
-    /// A checkpoint made with another configuration than the one requested.
-    #[error(
-        "{dir} was trained with another configuration: `{key}` is {saved} there but {requested} here"
-    )]
-    Mismatch {
-        /// The run directory.
-        dir: PathBuf,
-        /// The first configuration key that differs (e.g. `model.num_heads`).
-        key: String,
-        /// Its value in the checkpoint's configuration.
-        saved: String,
-        /// Its value in the requested configuration.
-        requested: String,
-    },
-
-    /// Data the configuration cannot train on.
-    #[error("data {source_name}: {message}")]
-    Unusable {
-        /// The data source.
-        source_name: String,
-        /// What the data lacks.
-        message: String,
-    },
-
-    /// A step failed earlier and consumed the model.
-    #[error("the trainer cannot continue after a failed training step")]
-    Poisoned,
-}
+use crate::train_config::TrainConfig;
+pub use crate::train_error::TrainError;
 
 /// What [`Trainer::run`] reports while it works, in this order for every epoch: each
 /// training batch, then the start of the selection split's evaluation, then the finished epoch.
@@ -212,6 +146,17 @@ fn model_config(
         });
     }
     model_config.network.validate()?;
+    check_memory(
+        &model_config.network,
+        model_config.num_classes,
+        config.batch_size,
+        &format!("the configuration of {}", config.out_dir.display()),
+    )?;
+    if let Some(bert) = &model_config.network.bert {
+        for split in data.splits() {
+            check_bert_text(split, &data.source, bert)?;
+        }
+    }
     Ok(model_config)
 }
 
@@ -246,11 +191,20 @@ impl<B: AutodiffBackend> Trainer<B> {
                     ),
                 });
             }
-            let record = checkpoint::load_record::<B, _>(&dir, MODEL_RECORD, &device)?;
-            model = model.load_record(record);
-            let record = checkpoint::load_record::<B, _>(&dir, OPTIM_RECORD, &device)?;
+            let against = "this configuration and data";
+            model = checkpoint::load_module_record(model, &dir, MODEL_RECORD, against, &device)?;
+            let against = format!("{CHECKPOINT_DIR}/{MODEL_RECORD}.mpk");
+            let record = checkpoint::load_optimizer_record::<B, _, _>(
+                &model,
+                &dir,
+                OPTIM_RECORD,
+                &against,
+                &device,
+            )?;
             optim = optim.load_record(record);
-            let mut state: TrainerState = checkpoint::read_json(&dir.join(STATE_FILE))?;
+            let state_path = dir.join(STATE_FILE);
+            let mut state: TrainerState = checkpoint::read_json(&state_path)?;
+            check_trainer_state(&state, &state_path)?;
             state.stopping.patience = config.patience;
             state
         } else {
@@ -351,7 +305,17 @@ impl<B: AutodiffBackend> Trainer<B> {
         on_progress(TrainProgress::Evaluating { epoch });
         let model = self.model.as_ref().ok_or(TrainError::Poisoned)?;
         let started = Instant::now();
-        let (metric, value, tau) = self.selection_metric(&model.valid())?;
+        let (metric, value, tau) = match self.selection_metric(&model.valid()) {
+            Err(TrainError::Maci(MaciError::NonFinite { what, value, .. })) => {
+                return Err(TrainError::NonFinitePrediction {
+                    epoch,
+                    what,
+                    value,
+                    lr: self.config.optim.lr,
+                });
+            }
+            other => other?,
+        };
         let eval_seconds = started.elapsed().as_secs_f64();
         let improved = self.state.stopping.update(epoch, value);
         let best_epoch = self.state.stopping.best_epoch.unwrap_or(epoch);
@@ -425,6 +389,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             let batch = mssd_batch(batch, &model.network.text_encoder, confounders, &train.name)?;
             let (model, losses) = mssd_step(model, &mut self.optim, batch, &self.step)?;
             self.model = Some(model);
+            if !losses.logged().is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    epoch,
+                    batch: batch_number + 1,
+                    loss: losses.logged(),
+                    lr: self.config.optim.lr,
+                });
+            }
             sums.add(&losses, indices.len());
             on_progress(TrainProgress::Batch {
                 epoch,
@@ -592,7 +564,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use burn::backend::{Autodiff, Flex};
-    use burn::module::{ModuleVisitor, Param};
+    use burn::module::{Module, ModuleVisitor, Param};
     use burn::tensor::Tensor;
     use cider_data::synth::{Layout, Variant};
 
@@ -894,6 +866,200 @@ mod tests {
             assert_eq!(masked[span], want[..], "token row {row}, kept {kept}");
         }
         assert!(view.text_missing.contains(&0) && view.text_missing.contains(&1));
+    }
+
+    /// A learning rate that makes the weights diverge stops training with the epoch, the batch,
+    /// the loss and the key to change.
+    #[test]
+    fn a_diverging_run_names_the_step_and_the_learning_rate() {
+        let dir = scratch("diverge");
+        let mut config = tiny(&dir, 2);
+        config.optim.lr = 1e30;
+        let mut trainer = Trainer::<AB>::open(config, Default::default(), false).unwrap();
+        let error = trainer.run(|_| {}).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TrainError::NonFiniteLoss { epoch: 1, .. }
+                    | TrainError::NonFinitePrediction { epoch: 1, .. }
+            ),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with("training diverged: ")
+                && message.ends_with("try a smaller learning rate (`optim.lr` = 1e30)"),
+            "{message}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A model too large for the memory limit is refused before anything is allocated.
+    #[test]
+    fn a_huge_width_is_refused_with_the_estimate() {
+        let dir = scratch("huge");
+        let mut config = tiny(&dir, 1);
+        config.model.embed_dim = 65536;
+        let error = Trainer::<AB>::open(config, Default::default(), false)
+            .err()
+            .unwrap();
+        let message = error.to_string();
+        assert!(
+            message.contains(": `model.embed_dim`: the model would need about ")
+                && message.ends_with("GiB (set CIDER_MAX_MEMORY_GIB to raise it)"),
+            "{message}"
+        );
+        assert!(!dir.exists(), "nothing was written");
+    }
+
+    /// `--resume` refuses a checkpoint whose weights, Adam state or trainer state belong to
+    /// another model or were damaged, naming the file and the parameter or key.
+    #[test]
+    fn resuming_refuses_foreign_or_damaged_checkpoint_files() {
+        let dir = scratch("foreign");
+        let other = scratch("foreign-other");
+        let config = tiny(&dir, 3);
+        let mut wide = tiny(&other, 1);
+        wide.model.embed_dim = 16;
+        let device = Default::default();
+        Trainer::<AB>::open(config.clone(), device, false)
+            .unwrap()
+            .run_epoch(&mut |_| {})
+            .unwrap();
+        Trainer::<AB>::open(wide, device, false)
+            .unwrap()
+            .run_epoch(&mut |_| {})
+            .unwrap();
+        let ckpt = dir.join(CHECKPOINT_DIR);
+        let resume_error = || {
+            Trainer::<AB>::open(config.clone(), device, true)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let swap = |name: &str| {
+            let keep = fs::read(ckpt.join(name)).unwrap();
+            fs::copy(other.join(CHECKPOINT_DIR).join(name), ckpt.join(name)).unwrap();
+            let message = resume_error();
+            fs::write(ckpt.join(name), keep).unwrap();
+            message
+        };
+
+        let message = swap("model.mpk");
+        let file = ckpt.join("model.mpk");
+        assert!(
+            message.starts_with(&format!(
+                "{}: weights of another model than this configuration and data: `network.",
+                file.display()
+            )) && message.contains("has shape [")
+                && message.contains("in the file, the configuration expects ["),
+            "{message}"
+        );
+
+        let message = swap("optim.mpk");
+        let file = ckpt.join("optim.mpk");
+        assert!(
+            message.starts_with(&format!(
+                "{}: optimiser state of another model than checkpoint/model.mpk: ",
+                file.display()
+            )) && (message.contains("which the model does not have")
+                || message.contains("have shape [")),
+            "{message}"
+        );
+
+        let state_path = ckpt.join(STATE_FILE);
+        let keep = fs::read_to_string(&state_path).unwrap();
+        let mut state: serde_json::Value = serde_json::from_str(&keep).unwrap();
+        state["history"] = serde_json::json!([]);
+        fs::write(&state_path, state.to_string()).unwrap();
+        assert_eq!(
+            resume_error(),
+            format!(
+                "{}: `history` has 0 records, expected one per finished epoch (`epoch` = 1)",
+                state_path.display()
+            )
+        );
+        fs::write(&state_path, keep).unwrap();
+
+        let bytes = fs::read(&file).unwrap();
+        fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        let message = resume_error();
+        assert!(
+            message.starts_with(&format!(
+                "{}: cannot read the record: not a complete Burn record (truncated or corrupt \
+                 file): ",
+                file.display()
+            )) && !message.contains("0.14"),
+            "{message}"
+        );
+        fs::write(&file, bytes).unwrap();
+        Trainer::<AB>::open(config, device, true).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&other).unwrap();
+    }
+
+    /// Token ids outside the BERT's vocabulary and texts longer than its position table are
+    /// refused when the data meets the text encoder, naming the file, split, sample and field.
+    #[test]
+    fn bert_text_that_does_not_fit_the_bert_is_refused_before_training() {
+        let dir = scratch("bert-ids");
+        fs::create_dir_all(&dir).unwrap();
+        let bert_dir = dir.join("bert");
+        fs::create_dir_all(&bert_dir).unwrap();
+        // Only the architecture is read before the data is checked.
+        let bert_config = |max_positions: usize| {
+            format!(
+                r#"{{"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 1,
+                "num_attention_heads": 12, "intermediate_size": 32,
+                "max_position_embeddings": {max_positions}}}"#
+            )
+        };
+        fs::write(bert_dir.join("config.json"), bert_config(512)).unwrap();
+        fs::write(bert_dir.join("model.safetensors"), b"unused").unwrap();
+        let mut data = cider_data::synth::generate(&SynthConfig {
+            n_train: 48,
+            n_valid: 24,
+            n_test: 24,
+            text_features: true,
+            ..SynthConfig::default()
+        })
+        .unwrap();
+        let t_l = data.dims.t_l;
+        data.valid.text_ids[5 * t_l + 2] = 9_999_999;
+        let sample = data.valid.id[5].clone();
+        let pickle = dir.join("ids.pkl");
+        cider_data::pickle_write::to_path(&data.to_pyvalue().unwrap(), &pickle).unwrap();
+        let mut config = tiny(&dir.join("run"), 1);
+        config.data = DataConfig::File(crate::train_config::FileData {
+            path: pickle.clone(),
+        });
+        config.model.text_encoder = TextSource::Bert;
+        config.model.bert_dir = Some(bert_dir.clone());
+        let open = |config: TrainConfig| {
+            Trainer::<AB>::open(config, Default::default(), false)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            open(config.clone()),
+            format!(
+                "{}: split `valid`: sample 5 ({sample}), `text_bert` position 2: token id \
+                 9999999 is not below the BERT's vocab_size = 30522",
+                pickle.display()
+            )
+        );
+        fs::write(bert_dir.join("config.json"), bert_config(t_l - 1)).unwrap();
+        assert_eq!(
+            open(config),
+            format!(
+                "{}: split `train`: `text_bert` has T_l = {t_l} tokens per sample, above the \
+                 BERT's max_position_embeddings = {}",
+                pickle.display(),
+                t_l - 1
+            )
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,12 +4,16 @@
 
 use super::stream::Stream;
 use crate::error::DataError;
+use crate::excerpt::excerpt;
 
 /// A decimal integer argument of a text opcode.
 pub(super) fn parse_int(s: &Stream<'_, '_>, text: &str) -> Result<i64, DataError> {
-    text.trim()
-        .parse::<i64>()
-        .map_err(|_| s.fail(format!("integer literal `{text}` is not a 64-bit integer")))
+    text.trim().parse::<i64>().map_err(|_| {
+        s.fail(format!(
+            "integer literal `{}` is not a 64-bit integer",
+            excerpt(text)
+        ))
+    })
 }
 
 /// A little-endian two's complement integer (LONG1 / LONG4), if it fits in 64 bits.

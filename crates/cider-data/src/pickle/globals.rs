@@ -44,7 +44,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn shape_arg(&self, s: &Stream<'a, '_>, obj: &Obj<'a>) -> Result<Vec<usize>, DataError> {
+    fn shape_arg(&self, s: &mut Stream<'a, '_>, obj: &Obj<'a>) -> Result<Vec<usize>, DataError> {
         let items = self.tuple_items(s, obj, "an array shape")?;
         items
             .iter()

@@ -12,6 +12,7 @@ use super::object::{Blob, Node, Obj, Text};
 use super::opcodes as op;
 use super::stream::Stream;
 use crate::error::DataError;
+use crate::excerpt::excerpt;
 use crate::value::PyValue;
 
 impl Stream<'_, '_> {
@@ -65,7 +66,7 @@ impl<'a> Machine<'a> {
                     )));
                 }
             }
-            op::MARK => self.marks.push(self.stack.len()),
+            op::MARK => self.mark(s)?,
             op::POP => {
                 // As CPython: at a MARK, POP discards the mark itself.
                 if self.stack.len() > self.fence() || self.marks.is_empty() {
@@ -79,11 +80,11 @@ impl<'a> Machine<'a> {
             }
             op::DUP => {
                 let top = self.top(s)?.clone();
-                self.stack.push(top);
+                self.push(s, top)?;
             }
-            op::NONE => self.stack.push(Obj::None),
-            op::NEWTRUE => self.stack.push(Obj::Bool(true)),
-            op::NEWFALSE => self.stack.push(Obj::Bool(false)),
+            op::NONE => self.push(s, Obj::None)?,
+            op::NEWTRUE => self.push(s, Obj::Bool(true))?,
+            op::NEWFALSE => self.push(s, Obj::Bool(false))?,
             op::INT => {
                 let line = s.line_str()?;
                 let value = match line {
@@ -91,24 +92,24 @@ impl<'a> Machine<'a> {
                     "01" => Obj::Bool(true),
                     text => Obj::Int(parse_int(s, text)?),
                 };
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::LONG => {
                 let line = s.line_str()?;
                 let value = parse_int(s, line.strip_suffix('L').unwrap_or(line))?;
-                self.stack.push(Obj::Int(value));
+                self.push(s, Obj::Int(value))?;
             }
             op::BININT => {
                 let value = i32::from_le_bytes(s.array("BININT")?);
-                self.stack.push(Obj::Int(i64::from(value)));
+                self.push(s, Obj::Int(i64::from(value)))?;
             }
             op::BININT1 => {
                 let value = s.byte()?;
-                self.stack.push(Obj::Int(i64::from(value)));
+                self.push(s, Obj::Int(i64::from(value)))?;
             }
             op::BININT2 => {
                 let value = u16::from_le_bytes(s.array("BININT2")?);
-                self.stack.push(Obj::Int(i64::from(value)));
+                self.push(s, Obj::Int(i64::from(value)))?;
             }
             op::LONG1 | op::LONG4 => {
                 let len = if code == op::LONG1 {
@@ -121,19 +122,19 @@ impl<'a> Machine<'a> {
                 let bytes = s.read(len, "a long integer")?;
                 let value =
                     long_from_le(bytes).ok_or_else(|| s.fail("integer does not fit in 64 bits"))?;
-                self.stack.push(Obj::Int(value));
+                self.push(s, Obj::Int(value))?;
             }
             op::FLOAT => {
                 let line = s.line_str()?;
                 let value = line
                     .trim()
                     .parse::<f64>()
-                    .map_err(|_| s.fail(format!("bad float literal `{line}`")))?;
-                self.stack.push(Obj::Float(value));
+                    .map_err(|_| s.fail(format!("bad float literal `{}`", excerpt(line))))?;
+                self.push(s, Obj::Float(value))?;
             }
             op::BINFLOAT => {
                 let value = f64::from_be_bytes(s.array("BINFLOAT")?);
-                self.stack.push(Obj::Float(value));
+                self.push(s, Obj::Float(value))?;
             }
             op::STRING => {
                 return Err(s.fail(
@@ -154,14 +155,14 @@ impl<'a> Machine<'a> {
                     Ok(text) if text.is_ascii() => Obj::Str(Text::Borrowed(text)),
                     _ => Obj::Bytes(Blob::Borrowed(bytes)),
                 };
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::UNICODE => {
                 let line = s.line()?;
                 let text = decode_raw_unicode_escape(line)
                     .ok_or_else(|| s.fail("bad raw-unicode-escape string"))?;
                 s.charge(text.len())?;
-                self.stack.push(Obj::Str(Text::Owned(Rc::new(text))));
+                self.push(s, Obj::Str(Text::Owned(Rc::new(text))))?;
             }
             op::SHORT_BINUNICODE | op::BINUNICODE | op::BINUNICODE8 => {
                 let len = match code {
@@ -177,7 +178,7 @@ impl<'a> Machine<'a> {
                         .map_err(|e| s.fail(format!("str is not valid UTF-8: {e}")))?;
                     Text::Borrowed(text)
                 };
-                self.stack.push(Obj::Str(text));
+                self.push(s, Obj::Str(text))?;
             }
             op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
                 let len = match code {
@@ -186,7 +187,7 @@ impl<'a> Machine<'a> {
                     _ => s.u64("BINBYTES8 / BYTEARRAY8 length")?,
                 };
                 let bytes = s.read(len, "a bytes object")?;
-                self.stack.push(Obj::Bytes(Blob::Borrowed(bytes)));
+                self.push(s, Obj::Bytes(Blob::Borrowed(bytes)))?;
             }
             op::NEXT_BUFFER => {
                 return Err(s.fail(
@@ -200,6 +201,7 @@ impl<'a> Machine<'a> {
             op::EMPTY_TUPLE => self.push_node(s, Node::Tuple(Vec::new()))?,
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = usize::from(code - op::TUPLE1 + 1);
+                s.charge(n * std::mem::size_of::<Obj>())?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.pop(s)?);
@@ -248,7 +250,7 @@ impl<'a> Machine<'a> {
                 let module = s.line_str()?;
                 let name = s.line_str()?;
                 let global = self.global(s, module, name)?;
-                self.stack.push(global);
+                self.push(s, global)?;
             }
             op::STACK_GLOBAL => {
                 let name = self.pop(s)?;
@@ -256,7 +258,7 @@ impl<'a> Machine<'a> {
                 let module = self.str_arg(s, &module, "STACK_GLOBAL module")?;
                 let name = self.str_arg(s, &name, "STACK_GLOBAL name")?;
                 let global = self.global(s, module, name)?;
-                self.stack.push(global);
+                self.push(s, global)?;
             }
             op::INST => {
                 let module = s.line_str()?;
@@ -264,7 +266,7 @@ impl<'a> Machine<'a> {
                 let func = self.global(s, module, name)?;
                 let args = self.pop_mark(s)?;
                 let value = self.call(s, func, args)?;
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::OBJ => {
                 let mut args = self.pop_mark(s)?;
@@ -273,14 +275,14 @@ impl<'a> Machine<'a> {
                 }
                 let func = args.remove(0);
                 let value = self.call(s, func, args)?;
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::REDUCE => {
                 let args = self.pop(s)?;
                 let func = self.pop(s)?;
                 let args = self.tuple_items(s, &args, "REDUCE arguments")?;
                 let value = self.call(s, func, args)?;
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::NEWOBJ | op::NEWOBJ_EX => {
                 if code == op::NEWOBJ_EX {
@@ -294,7 +296,7 @@ impl<'a> Machine<'a> {
                 let class = self.pop(s)?;
                 let args = self.tuple_items(s, &args, "NEWOBJ arguments")?;
                 let value = self.new_object(s, class, args)?;
-                self.stack.push(value);
+                self.push(s, value)?;
             }
             op::BUILD => {
                 let state = self.pop(s)?;
@@ -306,7 +308,7 @@ impl<'a> Machine<'a> {
                 let index = index
                     .trim()
                     .parse::<u64>()
-                    .map_err(|_| s.fail(format!("bad PUT index `{index}`")))?;
+                    .map_err(|_| s.fail(format!("bad PUT index `{}`", excerpt(index))))?;
                 self.put(s, index)?;
             }
             op::BINPUT => {
@@ -326,7 +328,7 @@ impl<'a> Machine<'a> {
                 let index = index
                     .trim()
                     .parse::<u64>()
-                    .map_err(|_| s.fail(format!("bad GET index `{index}`")))?;
+                    .map_err(|_| s.fail(format!("bad GET index `{}`", excerpt(index))))?;
                 self.get(s, index)?;
             }
             op::BINGET => {

@@ -1,6 +1,7 @@
 //! The resource limits of the pickle machine: how deep containers and nested streams may go,
-//! and the memory budget (proportional to the input size) with the costs charged against it,
-//! which stops memo-reference "billion laughs" blow-ups.
+//! and the memory budget (proportional to the input size) with the costs charged against it:
+//! decompressed joblib streams, the stack, marks, memo and heap as they grow, and the result,
+//! which stops memo-reference "billion laughs" blow-ups and streams of small values alike.
 
 use crate::elements::{ByteOrder, RawDType};
 use crate::value::{ArrayData, DType, PyValue};
@@ -11,9 +12,25 @@ pub const MAX_DEPTH: usize = 128;
 /// Pickle streams nested inside one another (joblib stores object arrays as inner pickles).
 pub(super) const MAX_NESTED_STREAMS: usize = 8;
 /// Memory the machine may build, per input byte, on top of [`BUDGET_BASE`].
-pub(super) const BUDGET_FACTOR: usize = 64;
+pub(crate) const BUDGET_FACTOR: usize = 64;
 /// Memory the machine may always build, whatever the input size.
 pub(super) const BUDGET_BASE: usize = 64 << 20;
+/// Bookkeeping of the result's assembly per heap node: a reference count, a height and a
+/// visit state (`assembly.rs`).
+pub(super) const WALK_COST: usize = 4 + 8 + 1;
+
+/// The memory an input of `len` bytes may make the machine build: [`BUDGET_FACTOR`] bytes per
+/// input byte plus [`BUDGET_BASE`]. For a compressed joblib dump, `len` is the file's size and
+/// the decompressed stream is charged against the budget too.
+pub(crate) fn budget_for(len: usize) -> usize {
+    len.saturating_mul(BUDGET_FACTOR)
+        .saturating_add(BUDGET_BASE)
+}
+
+/// Memory set aside from every budget for what is not charged: the machine's fixed state,
+/// error messages, a decompressor's state and read buffer.
+pub(crate) const RESERVE: usize = 256 << 10;
+
 /// Str payloads at least this long have their UTF-8 checked when used rather than when read.
 pub(super) const LAZY_UTF8_LEN: usize = 1 << 16;
 /// Bookkeeping cost charged per value and per heap node.

@@ -5,9 +5,11 @@
 
 use std::collections::HashMap;
 
+use super::limits::WALK_COST;
 use super::object::{Global, Node, Obj};
 use super::stream::Stream;
 use crate::error::DataError;
+use crate::excerpt::excerpt;
 
 /// The opcode interpreter of one pickle stream: its stack, memo and heap.
 #[derive(Default)]
@@ -43,8 +45,23 @@ impl<'a> Machine<'a> {
         self.stack.last().ok_or_else(|| s.fail("stack underflow"))
     }
 
-    /// The items pushed since the last MARK, removing the mark.
-    pub(super) fn pop_mark(&mut self, s: &Stream<'a, '_>) -> Result<Vec<Obj<'a>>, DataError> {
+    /// Pushes a value, charging the stack's growth to the budget.
+    pub(super) fn push(&mut self, s: &mut Stream<'a, '_>, obj: Obj<'a>) -> Result<(), DataError> {
+        s.reserve(&mut self.stack, 1)?;
+        self.stack.push(obj);
+        Ok(())
+    }
+
+    /// Pushes a MARK, charging the growth of the mark stack to the budget.
+    pub(super) fn mark(&mut self, s: &mut Stream<'a, '_>) -> Result<(), DataError> {
+        s.reserve(&mut self.marks, 1)?;
+        self.marks.push(self.stack.len());
+        Ok(())
+    }
+
+    /// The items pushed since the last MARK, removing the mark (their new vector is charged to
+    /// the budget).
+    pub(super) fn pop_mark(&mut self, s: &mut Stream<'a, '_>) -> Result<Vec<Obj<'a>>, DataError> {
         let mark = self
             .marks
             .pop()
@@ -52,6 +69,7 @@ impl<'a> Machine<'a> {
         if mark > self.stack.len() {
             return Err(s.fail("stack underflow"));
         }
+        s.charge((self.stack.len() - mark).saturating_mul(std::mem::size_of::<Obj>()))?;
         Ok(self.stack.split_off(mark))
     }
 
@@ -61,8 +79,7 @@ impl<'a> Machine<'a> {
         node: Node<'a>,
     ) -> Result<(), DataError> {
         let obj = self.new_node(s, node)?;
-        self.stack.push(obj);
-        Ok(())
+        self.push(s, obj)
     }
 
     pub(super) fn new_node(
@@ -70,26 +87,34 @@ impl<'a> Machine<'a> {
         s: &mut Stream<'a, '_>,
         node: Node<'a>,
     ) -> Result<Obj<'a>, DataError> {
-        s.charge(std::mem::size_of::<Node>())?;
+        s.charge(WALK_COST)?;
+        s.reserve(&mut self.heap, 1)?;
+        s.reserve(&mut self.origin, 1)?;
         self.heap.push(node);
         self.origin.push(s.op);
         Ok(Obj::Node(self.heap.len() - 1))
     }
 
-    pub(super) fn put(&mut self, s: &Stream<'a, '_>, index: u64) -> Result<(), DataError> {
+    /// Memoizes the top of the stack, charging the memo's growth to the budget (a hash table
+    /// slot costs about twice its entry, with its control byte and load factor).
+    pub(super) fn put(&mut self, s: &mut Stream<'a, '_>, index: u64) -> Result<(), DataError> {
         let top = self.top(s)?.clone();
+        if self.memo.len() == self.memo.capacity() && !self.memo.contains_key(&index) {
+            let grow = self.memo.capacity().max(8);
+            s.charge(grow.saturating_mul(2 * (std::mem::size_of::<(u64, Obj)>() + 1)))?;
+            self.memo.reserve(grow);
+        }
         self.memo.insert(index, top);
         Ok(())
     }
 
-    pub(super) fn get(&mut self, s: &Stream<'a, '_>, index: u64) -> Result<(), DataError> {
+    pub(super) fn get(&mut self, s: &mut Stream<'a, '_>, index: u64) -> Result<(), DataError> {
         let value = self
             .memo
             .get(&index)
             .cloned()
             .ok_or_else(|| s.fail(format!("memo has no entry {index}")))?;
-        self.stack.push(value);
-        Ok(())
+        self.push(s, value)
     }
 
     pub(super) fn global(
@@ -103,8 +128,8 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| DataError::ForbiddenGlobal {
                 file: s.source.to_string(),
                 offset: s.op,
-                module: module.to_string(),
-                name: name.to_string(),
+                module: excerpt(module).into_owned(),
+                name: excerpt(name).into_owned(),
             })
     }
 
@@ -125,13 +150,14 @@ impl<'a> Machine<'a> {
 
     pub(super) fn list_extend(
         &mut self,
-        s: &Stream<'a, '_>,
+        s: &mut Stream<'a, '_>,
         items: Vec<Obj<'a>>,
     ) -> Result<(), DataError> {
         let target = self.top(s)?.clone();
         match target {
             Obj::Node(i) if matches!(self.heap[i], Node::List(_)) => {
                 if let Node::List(list) = &mut self.heap[i] {
+                    s.reserve(list, items.len())?;
                     list.extend(items);
                 }
                 Ok(())
@@ -146,12 +172,13 @@ impl<'a> Machine<'a> {
     /// Groups `[k0, v0, k1, v1, …]` into pairs, refusing unhashable keys as Python does.
     pub(super) fn pairs(
         &self,
-        s: &Stream<'a, '_>,
+        s: &mut Stream<'a, '_>,
         items: Vec<Obj<'a>>,
     ) -> Result<Vec<(Obj<'a>, Obj<'a>)>, DataError> {
         if !items.len().is_multiple_of(2) {
             return Err(s.fail("odd number of items for a dict"));
         }
+        s.charge(items.len().saturating_mul(std::mem::size_of::<Obj>()))?;
         let mut pairs = Vec::with_capacity(items.len() / 2);
         let mut items = items.into_iter();
         while let (Some(key), Some(value)) = (items.next(), items.next()) {
@@ -170,13 +197,14 @@ impl<'a> Machine<'a> {
 
     pub(super) fn dict_extend(
         &mut self,
-        s: &Stream<'a, '_>,
+        s: &mut Stream<'a, '_>,
         pairs: Vec<(Obj<'a>, Obj<'a>)>,
     ) -> Result<(), DataError> {
         let target = self.top(s)?.clone();
         match target {
             Obj::Node(i) if matches!(self.heap[i], Node::Dict(_)) => {
                 if let Node::Dict(dict) = &mut self.heap[i] {
+                    s.reserve(dict, pairs.len())?;
                     dict.extend(pairs);
                 }
                 Ok(())
@@ -188,16 +216,19 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// The items of a tuple (or list) argument.
+    /// The items of a tuple (or list) argument (a copy, charged to the budget).
     pub(super) fn tuple_items(
         &self,
-        s: &Stream<'a, '_>,
+        s: &mut Stream<'a, '_>,
         obj: &Obj<'a>,
         what: &str,
     ) -> Result<Vec<Obj<'a>>, DataError> {
         match obj {
             Obj::Node(i) => match &self.heap[*i] {
-                Node::Tuple(items) | Node::List(items) => Ok(items.clone()),
+                Node::Tuple(items) | Node::List(items) => {
+                    s.charge(items.len().saturating_mul(std::mem::size_of::<Obj>()))?;
+                    Ok(items.clone())
+                }
                 other => Err(s.fail(format!(
                     "{what} should be a tuple, found {}",
                     other.type_name()

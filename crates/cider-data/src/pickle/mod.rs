@@ -50,6 +50,7 @@ pub(crate) mod opcodes;
 mod stream;
 
 pub use limits::MAX_DEPTH;
+pub(crate) use limits::{BUDGET_FACTOR, RESERVE, budget_for};
 pub(crate) use stream::{Extension, StateItem, Stream};
 
 /// Reads a pickle held in memory. `source` names it in errors (usually the file path).
@@ -200,6 +201,20 @@ mod tests {
     }
 
     #[test]
+    fn long_literals_are_not_echoed_whole() {
+        let bytes = [&b"\x80\x02I"[..], &[b'7'; 5000], b"\n."].concat();
+        let (offset, message) = pickle_error(from_bytes(&bytes, "test.pkl"));
+        assert_eq!(offset, 2);
+        assert_eq!(
+            message,
+            format!(
+                "integer literal `{}… (5000 characters)` is not a 64-bit integer",
+                "7".repeat(40)
+            )
+        );
+    }
+
+    #[test]
     fn huge_length_fields_fail_before_allocating() {
         let mut bytes = b"\x80\x04\x8e".to_vec();
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -272,6 +287,53 @@ mod tests {
         bytes.push(b'.');
         let (_, message) = pickle_error(from_bytes(&bytes, "test.pkl"));
         assert!(message.contains("more than 64x its size"), "{message}");
+    }
+
+    /// `pickle::from_bytes` with a memory budget of `budget` bytes instead of the input's.
+    fn load_within(bytes: &[u8], budget: usize) -> Result<PyValue, DataError> {
+        Stream::with_budget(bytes, "test.pkl", &NoExtension, budget).load()
+    }
+
+    /// `body` repeated `n` times between a protocol 4 header and `tail`.
+    fn repeated(body: &[u8], n: usize, tail: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\x80\x04".to_vec();
+        for _ in 0..n {
+            bytes.extend_from_slice(body);
+        }
+        bytes.extend_from_slice(tail);
+        bytes
+    }
+
+    #[test]
+    fn small_values_count_against_the_budget() {
+        const BUDGET: usize = 1 << 20;
+        // 1000 values fit in 1 MiB; 100 000 of each kind do not: the stack, the marks, the
+        // memo, the heap and the vectors of a list are charged as they grow.
+        assert_eq!(
+            load_within(&repeated(b"N", 1000, b"."), BUDGET).unwrap(),
+            PyValue::None
+        );
+        let cases = [
+            ("None", repeated(b"N", 100_000, b".")),
+            ("MARK", repeated(b"(", 100_000, b"N.")),
+            ("MEMOIZE", repeated(b"N\x94", 100_000, b".")),
+            ("EMPTY_LIST", repeated(b"]", 100_000, b".")),
+            (
+                "APPENDS",
+                [repeated(b"", 0, b"]("), vec![b'N'; 30_000], b"e.".to_vec()].concat(),
+            ),
+            (
+                "DUP",
+                repeated(b"N", 1, &[vec![b'2'; 100_000], b".".to_vec()].concat()),
+            ),
+        ];
+        for (name, bytes) in cases {
+            let (_, message) = pickle_error(load_within(&bytes, BUDGET));
+            assert!(
+                message.contains("more than 64x its size + 64 MiB"),
+                "{name}: {message}"
+            );
+        }
     }
 
     #[test]

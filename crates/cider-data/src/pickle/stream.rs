@@ -3,7 +3,7 @@
 //! and the errors (which carry the offset of the opcode being run); and the [`Extension`] hook
 //! through which a dialect (joblib) adds classes of its own.
 
-use super::limits::{BUDGET_BASE, BUDGET_FACTOR};
+use super::limits::{BUDGET_FACTOR, RESERVE, budget_for};
 use crate::elements::RawDType;
 use crate::error::DataError;
 use crate::value::{NumpyArray, PyValue};
@@ -51,18 +51,27 @@ pub(crate) struct Stream<'a, 'e> {
 }
 
 impl<'a, 'e> Stream<'a, 'e> {
-    /// A stream over `bytes`, read from the start.
+    /// A stream over `bytes`, read from the start, with the budget of an input of that size
+    /// ([`budget_for`]).
     pub(crate) fn new(bytes: &'a [u8], source: &'e str, extension: &'e dyn Extension) -> Self {
+        Self::with_budget(bytes, source, extension, budget_for(bytes.len()))
+    }
+
+    /// A stream over `bytes` that may build at most `budget` bytes in memory, [`RESERVE`]
+    /// included (joblib passes what is left of the file's budget after decompression).
+    pub(crate) fn with_budget(
+        bytes: &'a [u8],
+        source: &'e str,
+        extension: &'e dyn Extension,
+        budget: usize,
+    ) -> Self {
         Stream {
             bytes,
             pos: 0,
             op: 0,
             source,
             extension,
-            budget: bytes
-                .len()
-                .saturating_mul(BUDGET_FACTOR)
-                .saturating_add(BUDGET_BASE),
+            budget: budget.saturating_sub(RESERVE),
             nesting: 0,
         }
     }
@@ -100,10 +109,28 @@ impl<'a, 'e> Stream<'a, 'e> {
                 Ok(())
             }
             None => Err(self.fail(format!(
-                "the pickle would build more than {BUDGET_FACTOR}x its size in memory \
-                 (shared references expanded); refusing"
+                "the pickle would build more than {BUDGET_FACTOR}x its size + 64 MiB in \
+                 memory; refusing"
             ))),
         }
+    }
+
+    /// Makes room for `additional` more items in `vec`, charging its whole new capacity to the
+    /// budget before allocating: while it grows, the old and the new buffer both exist (so a
+    /// stack or container of small values cannot outgrow the budget either).
+    pub(super) fn reserve<T>(
+        &mut self,
+        vec: &mut Vec<T>,
+        additional: usize,
+    ) -> Result<(), DataError> {
+        let needed = vec.len().saturating_add(additional);
+        if needed <= vec.capacity() {
+            return Ok(());
+        }
+        let new_cap = needed.max(vec.capacity().saturating_mul(2));
+        self.charge(new_cap.saturating_mul(std::mem::size_of::<T>()))?;
+        vec.reserve_exact(new_cap - vec.len());
+        Ok(())
     }
 
     /// A [`DataError::Pickle`] at the current opcode.

@@ -1,5 +1,6 @@
 //! `cider data …`: inspect a dataset file, write the synthetic dataset, write evaluation masks.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -13,6 +14,7 @@ use cider_data::synth::{self, Layout, SynthConfig, Variant};
 use cider_data::value::{ArrayData, NumpyArray};
 
 use crate::error::CliError;
+use crate::values;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -42,7 +44,7 @@ pub struct SynthArgs {
     #[arg(long, default_value = "iid")]
     variant: Variant,
     /// Random seed.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = values::seed_u64)]
     seed: u64,
     /// Use MOSI's split sizes (1284 / 229 / 686) instead of the smaller defaults.
     #[arg(long)]
@@ -66,16 +68,16 @@ pub struct MaskArgs {
     #[arg(long, value_enum, default_value = "rmfm")]
     mode: EvalMode,
     /// Missing rate(s) in [0, 1]: one value, or three (text, audio, vision) for rmfm-same.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true, value_parser = values::rate)]
     rate: Vec<f64>,
     /// NumPy legacy seed of the evaluation masks.
-    #[arg(long, default_value_t = missing::DEFAULT_MISSING_SEED)]
+    #[arg(long, default_value_t = missing::DEFAULT_MISSING_SEED, allow_negative_numbers = true, value_parser = values::seed_u32)]
     seed: u32,
     /// Task whose labels define the bias words.
     #[arg(long, value_enum, default_value = "binary")]
     task: Task,
     /// Number of bias words kept.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = values::count)]
     bias_thresh: usize,
     /// Bias-word rule for tokens never seen with a negative or positive label.
     #[arg(long, value_enum, default_value = "parity")]
@@ -247,7 +249,6 @@ fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
     let view = missing::eval_view(split, mode, args.seed)?;
     let bias_words = bias::bias_words(&dataset.train, args.task, args.bias_thresh, args.bias_rule)?;
     let cf_ids = bias::counterfactual_ids(&view.text_m_ids, &bias_words);
-    std::fs::create_dir_all(&args.out).map_err(|e| CliError::io(&args.out, e))?;
     let d = split.dims;
     let n = split.n;
     let ids = |v: &[u32]| ArrayData::I64(v.iter().map(|&x| i64::from(x)).collect());
@@ -281,13 +282,14 @@ fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
         ),
         ("bias_word_ids", vec![bias_words.len()], ids(&bias_words)),
     ];
-    for (name, shape, data) in arrays {
-        let path = args.out.join(format!("{name}.npy"));
-        cider_data::npy::to_path(&NumpyArray::new(shape, data)?, &path)?;
-    }
+    let arrays = arrays
+        .into_iter()
+        .map(|(name, shape, data)| Ok((name, NumpyArray::new(shape, data)?)))
+        .collect::<Result<Vec<_>, CliError>>()?;
+    write_mask_set(&args.out, &arrays)?;
     eprintln!(
         "wrote {} arrays of {} {} samples ({} rate {:?}) to {}",
-        8,
+        MASK_SET.len(),
         n,
         args.split,
         mode.name(),
@@ -295,4 +297,83 @@ fn write_masks(args: &MaskArgs) -> Result<(), CliError> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The arrays of a mask set, by file stem, in the order they are written.
+const MASK_SET: [&str; 8] = [
+    "text_m_ids",
+    "text_cf_ids",
+    "text_missing_mask",
+    "audio_missing_mask",
+    "vision_missing_mask",
+    "audio_m",
+    "vision_m",
+    "bias_word_ids",
+];
+
+/// Writes a mask set as `out/NAME.npy`, all or nothing: the arrays go to a temporary sibling
+/// folder, which then replaces `out` (a folder that holds anything but a mask set is refused,
+/// so no other file is lost). On failure the temporary folder is removed and `out` is as it
+/// was.
+fn write_mask_set(out: &Path, arrays: &[(&str, NumpyArray)]) -> Result<(), CliError> {
+    let usage = |message: String| CliError::Usage(format!("--out {}: {message}", out.display()));
+    if out.exists() {
+        let entries = std::fs::read_dir(out).map_err(|e| CliError::io(out, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| CliError::io(out, e))?;
+            let file = entry.file_name();
+            let known = MASK_SET
+                .iter()
+                .any(|n| file == std::ffi::OsStr::new(&format!("{n}.npy")));
+            if !known {
+                return Err(usage(format!(
+                    "holds {}, which is not part of a mask set; give a new or empty folder",
+                    file.to_string_lossy()
+                )));
+            }
+        }
+    }
+    let name = out
+        .file_name()
+        .ok_or_else(|| usage("expected a folder name".into()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(|e| CliError::io(parent, e))?;
+    let pid = std::process::id();
+    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+    let old = parent.join(format!(".{name}.old-{pid}"));
+    let written = (|| {
+        std::fs::create_dir(&tmp).map_err(|e| CliError::io(&tmp, e))?;
+        for (stem, array) in arrays {
+            let bytes = cider_data::npy::to_bytes(array)?;
+            let path = out.join(format!("{stem}.npy"));
+            std::fs::File::create(tmp.join(format!("{stem}.npy")))
+                .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()))
+                .map_err(|e| CliError::io(&path, e))?;
+        }
+        let replaced = out.exists();
+        if replaced {
+            std::fs::rename(out, &old).map_err(|e| CliError::io(out, e))?;
+        }
+        if let Err(e) = std::fs::rename(&tmp, out) {
+            if replaced {
+                // Put the previous set back; the error that matters is the rename's.
+                let _ = std::fs::rename(&old, out);
+            }
+            return Err(CliError::io(out, e));
+        }
+        if replaced {
+            std::fs::remove_dir_all(&old).map_err(|e| CliError::io(&old, e))?;
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        // Best effort: the temporary folder may not exist.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
 }

@@ -22,6 +22,7 @@ use cider_data::synth::Variant;
 use crate::commands::eval::{EvalArgs, evaluate};
 use crate::commands::train::train;
 use crate::error::CliError;
+use crate::values;
 
 /// Epochs of the demo's training run: enough for the synthetic data's curves to separate,
 /// few enough for the whole demo to finish in minutes on two cores (docs/results.md).
@@ -37,10 +38,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = DEMO_EPOCHS)]
+    #[arg(long, default_value_t = DEMO_EPOCHS, allow_negative_numbers = true, value_parser = values::at_least_one)]
     epochs: usize,
     /// Training seed (the data keep their own seed, 1111).
-    #[arg(long, default_value_t = 1111)]
+    #[arg(long, default_value_t = 1111, allow_negative_numbers = true, value_parser = values::seed_u64)]
     seed: u64,
     /// No progress bar and no per-epoch lines.
     #[arg(long)]
@@ -48,9 +49,6 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
-    if args.epochs == 0 {
-        return Err(CliError::Usage("--epochs: expected at least 1".into()));
-    }
     let out_dir = serde_json::to_string(&args.out.to_string_lossy())
         .map_err(|e| CliError::Usage(format!("--out: {e}")))?;
     let overrides = [

@@ -21,6 +21,7 @@ use cider_train::results::ResultsFile;
 use cider_train::train_config::DataConfig;
 
 use crate::error::CliError;
+use crate::values;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -32,7 +33,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value = "rmfm")]
     pub(crate) mode: EvalMode,
     /// Missing rates: `start:end:step` or a comma list, each in [0, 1], increasing.
-    #[arg(long, default_value = "0:1:0.1")]
+    #[arg(long, default_value = "0:1:0.1", allow_hyphen_values = true)]
     pub(crate) rates: String,
     /// Split to evaluate (`test`, `valid`; τ is always chosen on `valid`).
     #[arg(long, default_value = "test")]
@@ -53,10 +54,10 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub(crate) variant: Option<Variant>,
     /// Samples per batch, in file order.
-    #[arg(long, default_value_t = EVAL_BATCH_SIZE)]
+    #[arg(long, default_value_t = EVAL_BATCH_SIZE, allow_negative_numbers = true, value_parser = values::at_least_one)]
     pub(crate) batch_size: usize,
     /// NumPy legacy seed of the evaluation masks.
-    #[arg(long, default_value_t = DEFAULT_MISSING_SEED)]
+    #[arg(long, default_value_t = DEFAULT_MISSING_SEED, allow_negative_numbers = true, value_parser = values::seed_u32)]
     pub(crate) seed: u32,
     /// Output folder for results.json / results.csv (default: `<run>/eval-<mode>`).
     #[arg(long)]
@@ -76,9 +77,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     } else {
         parse_rates(&args.rates).map_err(|e| CliError::Usage(format!("--rates: {e}")))?
     };
-    if args.batch_size == 0 {
-        return Err(CliError::Usage("--batch-size: expected at least 1".into()));
-    }
     let run = Run::<Selected>::open(&args.checkpoint, &Default::default())?;
     let train_data = run.config.data.load()?;
     let evaluated_data = match (&args.data, args.variant) {
@@ -87,6 +85,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
         (None, None) => None,
     };
     let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
+    run.check_data(evaluated_set)?;
     let evaluated = evaluated_set.split(&args.split)?;
     let debiasing = args.debiasing.unwrap_or_else(|| run.default_debiasing());
     let protocol = ProtocolConfig {

@@ -13,6 +13,7 @@ use cider_train::golden_step::report::StepCheckReport;
 use cider_train::golden_step::{STEP_TOLERANCE, check_training_step};
 
 use crate::error::CliError;
+use crate::values;
 
 /// The reference files of the training step; without them the step is not checked.
 const STEP_FILES: [&str; 3] = [
@@ -29,11 +30,11 @@ pub struct GoldenArgs {
     #[arg(long)]
     json: bool,
     /// Largest absolute error allowed on a forward output.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true, value_parser = values::non_negative)]
     tol: f64,
     /// Largest relative error (to each tensor's largest magnitude) allowed on the training
     /// step's losses, gradients and weights.
-    #[arg(long, default_value_t = STEP_TOLERANCE)]
+    #[arg(long, default_value_t = STEP_TOLERANCE, allow_negative_numbers = true, value_parser = values::non_negative)]
     step_tol: f64,
 }
 

@@ -16,6 +16,7 @@ use cider_model::network_config::TextSource;
 use cider_train::backend::Selected;
 
 use crate::error::CliError;
+use crate::values;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["data", "text"])))]
@@ -39,7 +40,7 @@ pub struct InferArgs {
     #[arg(long)]
     vision: Option<PathBuf>,
     /// τ of `s_τ = ℓ − τ·ℓ_cf` (default: the validation τ saved with the model, else 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = values::non_negative)]
     tau: Option<f64>,
     /// Print one JSON object per sample instead of a table.
     #[arg(long)]
@@ -69,6 +70,7 @@ pub fn run(args: &InferArgs) -> Result<(), CliError> {
     let (predictions, ids, labels) = match (&args.data, &args.text) {
         (Some(path), _) => {
             let dataset = Dataset::from_path(path)?;
+            run.check_data(&dataset)?;
             let split = dataset.split(&args.split)?;
             let labels = (0..split.n).map(|i| Some(split.label(task, i))).collect();
             (

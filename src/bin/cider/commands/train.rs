@@ -13,6 +13,7 @@ use cider_train::trainer::{TrainProgress, TrainSummary, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::CliError;
+use crate::values;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -25,16 +26,16 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Maximum number of epochs (`epochs`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = values::at_least_one)]
     epochs: Option<usize>,
     /// Training seed (`seed`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = values::seed_u64)]
     seed: Option<u64>,
     /// Run directory (`out_dir`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Batch size (`batch_size`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = values::at_least_one)]
     batch_size: Option<usize>,
     /// Synthetic layout (`data.layout`): mosi-aligned, mosi-unaligned, mosei-aligned,
     /// mosei-unaligned.
