@@ -687,7 +687,7 @@ fn tampered_run_files_are_refused_with_the_file_and_key() {
             "state.json",
             "tau",
             Value::from(1e308),
-            "`tau` = 1000000000000".into(),
+            "state.json: `tau` = 1e308, expected a τ of the grid".into(),
         ),
         (
             "state.json",

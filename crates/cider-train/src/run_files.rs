@@ -65,7 +65,7 @@ pub fn check_best(
             "tau",
             format!(
                 "= {}, expected a τ of the grid 0, 0.1, …, {tau_max} (docs/method.md §7.4)",
-                info.tau
+                short_number(info.tau)
             ),
         ));
     }
@@ -193,4 +193,13 @@ pub fn check_maci(
         ));
     }
     Ok(())
+}
+
+/// `x` as written, or in scientific notation when it is too long to echo (`1e308`).
+fn short_number(x: f64) -> String {
+    if x.abs() < 1e9 {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
 }
