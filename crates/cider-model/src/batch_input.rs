@@ -52,31 +52,46 @@ pub fn check_bert_text(split: &Split, source: &str, bert: &BertConfig) -> Result
             bert.max_position_embeddings
         ));
     }
-    let rows = [
-        ("token id", &split.text_ids, bert.vocab_size, "vocab_size"),
+    let checks = [
+        (
+            "token id",
+            first_at_or_above(
+                split.text_ids.iter().map(|&id| id as usize),
+                bert.vocab_size,
+            ),
+            bert.vocab_size,
+            "vocab_size",
+        ),
         (
             "segment id",
-            &split.text_segment.iter().map(|&s| u32::from(s)).collect(),
+            first_at_or_above(
+                split.text_segment.iter().map(|&s| usize::from(s)),
+                bert.type_vocab_size,
+            ),
             bert.type_vocab_size,
             "type_vocab_size",
         ),
     ];
-    for (what, ids, bound, key) in rows {
-        if let Some(at) = ids.iter().position(|&id| id as usize >= bound) {
+    for (what, found, bound, key) in checks {
+        if let Some((at, id)) = found {
             let sample = at / t_l.max(1);
             let name = split
                 .id
                 .get(sample)
                 .map_or(String::new(), |id| format!(" ({id})"));
             return fail(format!(
-                "sample {sample}{name}, `text_bert` position {}: {what} {} is not below the \
+                "sample {sample}{name}, `text_bert` position {}: {what} {id} is not below the \
                  BERT's {key} = {bound}",
-                at % t_l.max(1),
-                ids[at]
+                at % t_l.max(1)
             ));
         }
     }
     Ok(())
+}
+
+/// The first `(index, id)` of `ids` with `id ≥ bound`.
+fn first_at_or_above(ids: impl Iterator<Item = usize>, bound: usize) -> Option<(usize, usize)> {
+    ids.enumerate().find(|&(_, id)| id >= bound)
 }
 
 impl<B: Backend> TextEncoder<B> {
