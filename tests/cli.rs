@@ -742,6 +742,18 @@ fn tampered_run_files_are_refused_with_the_file_and_key() {
             &[&needle, "GiB (set CIDER_MAX_MEMORY_GIB to raise it)"],
         );
     }
+    for bad_limit in ["abc", "0", "-2"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_cider"))
+            .args(["infer", "--checkpoint", run.to_str().unwrap()])
+            .args(["--data", pickle.to_str().unwrap()])
+            .env("CIDER_MAX_MEMORY_GIB", bad_limit)
+            .output()
+            .expect("the cider binary runs");
+        let needle = format!(
+            "CIDER_MAX_MEMORY_GIB: bad configuration: \"{bad_limit}\" is not a positive number of GiB"
+        );
+        assert_one_line_error(&output, &[&needle]);
+    }
     cider_ok(&[
         "infer",
         "--checkpoint",
