@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let mut ok = true;
     for folder in ["mosi-aligned-small", "mosi-unaligned-small"] {
         let dir = root.join(folder);
-        match check_golden::<Selected>(&dir, &device) {
+        match check_golden::<Selected>(&dir, None, &device) {
             Ok(report) => {
                 let worst = report.max_abs_error().unwrap_or(f64::NAN);
                 let pass = report.passes(TOLERANCE);
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {error}");
             }
         }
-        match check_training_step::<SelectedAutodiff>(&dir, &device) {
+        match check_training_step::<SelectedAutodiff>(&dir, None, &device) {
             Ok(report) => {
                 let failures = report.failures(STEP_TOLERANCE);
                 ok &= failures.is_empty();

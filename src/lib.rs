@@ -39,10 +39,12 @@
 
 mod error;
 mod predict;
+mod reference_import;
 mod run;
 
 pub use error::Error;
 pub use predict::{Frames, Prediction, Presence, Text, Utterance, class_names};
+pub use reference_import::{BERT_DIR, IMPORT_FILE, ImportedRun, import_reference};
 pub use run::Run;
 
 /// Readers, datasets, missing-modality modes, bias words, the synthetic data (`cider-data`).

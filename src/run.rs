@@ -44,7 +44,7 @@ pub struct Run<B: Backend> {
     /// `state.json`: the epoch and validation τ of the model, if present.
     pub best: Option<BestInfo>,
     /// The BERT tokenizer of `model.bert_dir`, read on the first raw text and kept.
-    tokenizer: OnceLock<WordPieceTokenizer>,
+    pub(crate) tokenizer: OnceLock<WordPieceTokenizer>,
 }
 
 impl<B: Backend> Run<B> {

@@ -256,6 +256,213 @@ fn check_golden_passes_on_both_reference_folders_and_fails_at_a_tiny_tolerance()
 }
 
 #[test]
+fn check_golden_takes_the_weights_from_the_authors_pt_files() {
+    for (config, whole) in [
+        (
+            "mosi-aligned-small",
+            "mosi_aligned_iid_binary_CIDER_trial_0.pt",
+        ),
+        (
+            "mosi-unaligned-small",
+            "mosi_unaligned_iid_binary_CIDER_trial_0.pt",
+        ),
+    ] {
+        let dir = workspace().join("testdata/torch-golden").join(config);
+        let checkpoints = workspace().join("testdata/torch-checkpoints").join(config);
+        for file in [whole, "state_dict.pt"] {
+            let weights = checkpoints.join(file);
+            let report = json_of(&cider(&[
+                "check-golden",
+                dir.to_str().unwrap(),
+                "--weights",
+                weights.to_str().unwrap(),
+                "--json",
+            ]));
+            assert_eq!(report["passed"], true, "{config} {file}");
+            assert_eq!(report["forward"].as_array().unwrap().len(), 19);
+            for entry in report["forward"].as_array().unwrap() {
+                let error = entry["max_abs_error"].as_f64().unwrap();
+                assert!(error <= 1e-4, "{config} {file} {}: {error}", entry["name"]);
+            }
+            assert_eq!(
+                report["training_step"]["files"].as_array().unwrap().len(),
+                3,
+                "{config} {file}: gradients and weights after the step compared"
+            );
+        }
+    }
+    // The weights of the other folder's model: the mis-shaped parameters are named.
+    let aligned = workspace().join("testdata/torch-golden/mosi-aligned-small");
+    let other = workspace().join("testdata/torch-checkpoints/mosi-unaligned-small/state_dict.pt");
+    let output = cider(&[
+        "check-golden",
+        aligned.to_str().unwrap(),
+        "--weights",
+        other.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&output, &["state_dict.pt"]);
+}
+
+#[test]
+fn import_makes_a_run_that_eval_and_infer_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = workspace().join(
+        "testdata/torch-checkpoints/mosi-aligned-small/mosi_aligned_iid_binary_CIDER_trial_0.pt",
+    );
+    let data = common::tiny_bert_data(dir.path(), true);
+    let out = dir.path().join("imported");
+    let (checkpoint, data_arg, out_arg) = (
+        checkpoint.to_str().unwrap(),
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let output = cider_ok(&["import", checkpoint, "--data", data_arg, "--out", out_arg]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("3 classes, aligned, D = 32, 2 MCT layers, 8 heads"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with(out_arg), "{text}");
+    for file in [
+        "config.toml",
+        "import.json",
+        "best/model.json",
+        "bert/tokenizer.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let results = dir.path().join("results");
+    cider_ok(&[
+        "eval",
+        "--checkpoint",
+        out_arg,
+        "--rates",
+        "0,0.5",
+        "--out",
+        results.to_str().unwrap(),
+    ]);
+    assert!(results.join("results.json").is_file());
+    let frames = |name: &str, width: usize| {
+        use cider_data::{ArrayData, NumpyArray};
+        let path = dir.path().join(name);
+        let array = NumpyArray::new(vec![16, width], ArrayData::F32(vec![0.1; 16 * width]));
+        cider_data::npy::to_path(&array.unwrap(), &path).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (audio, vision) = (frames("a.npy", 5), frames("v.npy", 20));
+    let infer = cider_ok(&[
+        "infer",
+        "--checkpoint",
+        out_arg,
+        "--text",
+        "w104 w512",
+        "--audio",
+        &audio,
+        "--vision",
+        &vision,
+        "--json",
+    ]);
+    let infer = String::from_utf8_lossy(&infer.stdout);
+    assert!(infer.contains("\"debiased\""), "{infer}");
+
+    // Importing again into the same directory, and importing a state dict, are refused.
+    let again = cider(&["import", checkpoint, "--data", data_arg, "--out", out_arg]);
+    assert_one_line_error(&again, &["imported", "already exists"]);
+    let state = workspace().join("testdata/torch-checkpoints/mosi-aligned-small/state_dict.pt");
+    let other = dir.path().join("other");
+    let output = cider(&[
+        "import",
+        state.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_one_line_error(
+        &output,
+        &["state_dict.pt", "a state dict", "holds no configuration"],
+    );
+    assert!(!other.exists());
+    // Data of another layout: nothing is written.
+    let unaligned = common::tiny_bert_data(dir.path(), false);
+    let output = cider(&[
+        "import",
+        checkpoint,
+        "--data",
+        unaligned.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&output, &["tiny_bert_unaligned.pkl", "does not fit"]);
+    assert!(!other.exists());
+    // The authors' prototype files: theirs are MOSI's (793 wide), this model's MCM reads 89.
+    let theirs = workspace().join("testdata/reference-maci");
+    let output = cider(&[
+        "import",
+        checkpoint,
+        "--data",
+        data_arg,
+        "--prototypes",
+        theirs.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&output, &["mosi_train_binary_aligned_0.npy", "expected 89"]);
+    assert!(!other.exists());
+    // Files of the right width, in the reference's layout, end up in maci.json.
+    let repo = dir.path().join("repo");
+    let feats = repo.join("mosi_feats/iid/binary");
+    let probs = repo.join("mosi_probs/iid/binary");
+    std::fs::create_dir_all(&feats).unwrap();
+    std::fs::create_dir_all(&probs).unwrap();
+    let write = |path: PathBuf, values: Vec<f64>| {
+        use cider_data::{ArrayData, NumpyArray};
+        let array = NumpyArray::new(vec![values.len()], ArrayData::F64(values)).unwrap();
+        cider_data::npy::to_path(&array, &path).unwrap();
+    };
+    for class in 0..3 {
+        let z: Vec<f64> = (0..89).map(|j| (class * 100 + j) as f64 / 64.0).collect();
+        write(
+            feats.join(format!("mosi_train_binary_aligned_{class}.npy")),
+            z,
+        );
+    }
+    write(
+        probs.join("mosi_train_binary.npy"),
+        vec![0.25, 0.125, 0.625],
+    );
+    cider_ok(&[
+        "import",
+        checkpoint,
+        "--data",
+        data_arg,
+        "--prototypes",
+        repo.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    let maci: Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("best/maci.json")).unwrap())
+            .unwrap();
+    assert_eq!(maci["priors"], serde_json::json!([0.25, 0.125, 0.625]));
+    assert_eq!(maci["prototypes"][2][1], serde_json::json!(201.0 / 64.0));
+    cider_ok(&[
+        "infer",
+        "--checkpoint",
+        other.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--json",
+    ]);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("importing"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
 fn eval_refuses_bad_rate_strings_with_one_line() {
     for (rates, needle) in [
         ("0:1.5:0.1", "1.5"),
@@ -866,4 +1073,219 @@ fn data_of_another_layout_names_the_file_and_the_sizes() {
         ]);
         assert_one_line_error(&output, &[&needle]);
     }
+}
+
+/// stdout's lines after the split table of `cider data verify`: `ok: …` or the mismatches.
+fn verify_verdict(output: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let table = lines
+        .iter()
+        .position(|l| l.starts_with("split "))
+        .expect("a split table");
+    let is_row = |l: &&&str| {
+        ["train ", "valid ", "test "]
+            .iter()
+            .any(|s| l.starts_with(s))
+    };
+    lines[table + 1..]
+        .iter()
+        .skip_while(is_row)
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[test]
+fn verify_chooses_the_entry_and_names_every_size_that_differs_from_the_real_file() {
+    let path = workspace().join("testdata/mmsa/mosi_aligned_50_tiny.pkl");
+    let output = cider(&["data", "verify", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "pickle file, sha256 a639858a2fee8c8977411f2ba282a7c6369c94bdc4f239f50126ad935bc0039a"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("catalog entry: mosi-aligned (from the file name and its layout)"),
+        "{stdout}"
+    );
+    let train_row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("train "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        train_row[..6],
+        ["train", "24", "24x3x50", "24x50x768", "24x50x5", "24x50x20"]
+    );
+    assert_eq!(
+        verify_verdict(&output),
+        [
+            "file: sha256 a639858a2fee8c8977411f2ba282a7c6369c94bdc4f239f50126ad935bc0039a, \
+             expected d3994fd25681f9c7ad6e9c6596a6fe9b4beb85ff7d478ba978b124139002e5f9 (the \
+             publisher's hash of MOSI/Processed/aligned_50.pkl)",
+            "train: 24 samples, expected 1284",
+            "valid: 8 samples, expected 229",
+            "test: 8 samples, expected 686",
+        ]
+    );
+    assert_one_line_error(
+        &output,
+        &["mosi_aligned_50_tiny.pkl: 4 mismatch(es) against catalog entry mosi-aligned"],
+    );
+}
+
+#[test]
+fn verify_passes_the_fixtures_against_a_catalog_sized_from_their_manifest() {
+    use cider::data::catalog::{Catalog, Samples};
+    let dir = workspace().join("testdata/mmsa");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let cases = [
+        ("mosi_aligned_50_tiny.pkl", "mosi-aligned"),
+        ("mosi_unaligned_50_tiny.pkl", "mosi-unaligned"),
+        (
+            "ood_mosi_unaligned_50_tiny.joblib.pkl",
+            "mosi-unaligned-ood-binary",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (file, name) in cases {
+        let facts = &manifest["files"][file];
+        let n = |split: &str| {
+            facts["splits"][split]["audio"]["shape"][0]
+                .as_u64()
+                .map(|n| n as usize)
+        };
+        let mut catalog = Catalog::builtin().unwrap();
+        for entry in catalog.entries.iter_mut().filter(|e| e.name == name) {
+            entry.samples = Samples {
+                train: n("train"),
+                valid: n("valid"),
+                test: n("test"),
+            };
+            entry.sha256 = facts["sha256"].as_str().map(str::to_string);
+        }
+        let catalog_path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&catalog_path, catalog.to_toml_string().unwrap()).unwrap();
+        let path = dir.join(file);
+        let output = cider_ok(&[
+            "data",
+            "verify",
+            path.to_str().unwrap(),
+            "--catalog",
+            catalog_path.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "catalog entry: {name} (from the file name and its layout"
+            )),
+            "{stdout}"
+        );
+        let verdict = verify_verdict(&output);
+        assert_eq!(verdict.len(), 1, "{stdout}");
+        assert!(
+            verdict[0].starts_with(&format!("ok: every split and key matches {name}")),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn verify_gives_one_line_per_field_of_a_file_of_another_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("features.pkl");
+    cider_ok(&[
+        "data",
+        "synth",
+        "--layout",
+        "mosei-unaligned",
+        "--text-features",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let sizes = cider::SynthConfig::default();
+    // The file name says nothing, so the layout chooses: a MOSEI unaligned file.
+    let output = cider(&["data", "verify", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "catalog entry: mosei-unaligned (from the file's layout; its name points to no entry \
+             of that layout)"
+        ),
+        "{stdout}"
+    );
+    let mut expected = Vec::new();
+    for (split, n, want) in [
+        ("train", sizes.n_train, 16326),
+        ("valid", sizes.n_valid, 1871),
+        ("test", sizes.n_test, 4659),
+    ] {
+        expected.push(format!("{split}: {n} samples, expected {want}"));
+    }
+    let verdict = verify_verdict(&output);
+    let hash = "(the publisher's hash of MOSEI/Processed/unaligned_50.pkl)";
+    assert!(
+        verdict[0].starts_with("file: sha256 ") && verdict[0].ends_with(hash),
+        "{}",
+        verdict[0]
+    );
+    assert_eq!(verdict[1..], expected);
+
+    // Against MOSI's unaligned entry every feature size and length differs, key by key.
+    let output = cider(&[
+        "data",
+        "verify",
+        out.to_str().unwrap(),
+        "--dataset",
+        "mosi-unaligned",
+    ]);
+    let mut expected = Vec::new();
+    for (split, n, want) in [
+        ("train", sizes.n_train, 1284),
+        ("valid", sizes.n_valid, 229),
+        ("test", sizes.n_test, 686),
+    ] {
+        expected.push(format!("{split}: {n} samples, expected {want}"));
+        expected.push(format!(
+            "{split}/audio: shape [{n}, 500, 74], expected [{n}, 375, 5] = [N, T_a, d_a]"
+        ));
+        expected.push(format!(
+            "{split}/vision: shape [{n}, 500, 35], expected [{n}, 500, 20] = [N, T_v, d_v]"
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("catalog entry: mosi-unaligned (given with --dataset)"),
+        "{stdout}"
+    );
+    let verdict = verify_verdict(&output);
+    let hash = "(the publisher's hash of MOSI/Processed/unaligned_50.pkl)";
+    assert!(verdict[0].ends_with(hash), "{}", verdict[0]);
+    // Lengths above 375 in the audio_lengths of a MOSEI file are reported too, when there are.
+    let (lengths, rest): (Vec<String>, Vec<String>) = verdict[1..]
+        .iter()
+        .cloned()
+        .partition(|l| l.contains("/audio_lengths: "));
+    assert_eq!(rest, expected);
+    for line in &lengths {
+        assert!(
+            line.ends_with("length(s) that are not integers in 0..=375, expected none"),
+            "{line}"
+        );
+    }
+    assert_one_line_error(
+        &output,
+        &[&format!(
+            "features.pkl: {} mismatch(es) against catalog entry mosi-unaligned",
+            1 + expected.len() + lengths.len()
+        )],
+    );
+
+    let output = cider(&["data", "verify", out.to_str().unwrap(), "--dataset", "mosi"]);
+    assert_one_line_error(&output, &["no catalog entry `mosi` (known: mosi-aligned, "]);
 }

@@ -196,3 +196,97 @@ fn data_of_another_layout_and_damaged_run_files_are_matchable_errors() {
         other => panic!("expected a run-file error, got {:?}", other.err()),
     }
 }
+
+/// The golden folders and, for each, the whole module the reference code saved.
+const REFERENCE_FILES: [(&str, &str, bool); 2] = [
+    (
+        "mosi-aligned-small",
+        "mosi_aligned_iid_binary_CIDER_trial_0.pt",
+        true,
+    ),
+    (
+        "mosi-unaligned-small",
+        "mosi_unaligned_iid_binary_CIDER_trial_0.pt",
+        false,
+    ),
+];
+
+#[test]
+fn the_authors_pt_files_import_to_the_golden_model() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    for (folder, file, aligned) in REFERENCE_FILES {
+        let checkpoint = root.join("torch-checkpoints").join(folder).join(file);
+        let data = common::tiny_bert_data(dir.path(), aligned);
+        let out = dir.path().join(format!("imported-{folder}"));
+        let imported = cider::import_reference::<Selected>(&checkpoint, &data, None, &out, &device)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(imported.reference.discrepancies.is_empty());
+        let mut run = Run::<Selected>::open(&out, &device).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run.task(), Task::Binary);
+        let test = Dataset::from_path(&data).unwrap().test;
+        let ours = run.predict_split(&test, Some(0.5), &device).unwrap();
+        // The same data through the golden folder's own weights (safetensors).
+        let golden_dir = root.join("torch-golden").join(folder);
+        let golden = std::fs::read_to_string(golden_dir.join("golden.json")).unwrap();
+        let config =
+            cider::maci::golden::golden_config(&serde_json::from_str(&golden).unwrap(), folder)
+                .unwrap();
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{:?}", run.model_config),
+            "{folder}"
+        );
+        run.model = config
+            .init::<Selected>(&device)
+            .unwrap()
+            .load_reference(&golden_dir.join("model.safetensors"), &device)
+            .unwrap();
+        let expected = run.predict_split(&test, Some(0.5), &device).unwrap();
+        // Opened in memory, the `.pt` gives the golden weights bit for bit, so the same
+        // numbers; the run directory's record holds them in another memory layout (Burn's
+        // `[in, out]` Linear weights stored contiguously), which changes the rounding only.
+        let (memory, _) =
+            Run::<Selected>::from_reference_checkpoint(&checkpoint, &data, &device).unwrap();
+        let direct = memory.predict_split(&test, Some(0.5), &device).unwrap();
+        for ((a, b), c) in ours.iter().zip(&expected).zip(&direct) {
+            assert_eq!((&c.probs, &c.debiased), (&b.probs, &b.debiased), "{folder}");
+            assert_close(&a.probs, &b.probs, folder);
+            assert_close(&a.debiased, &b.debiased, folder);
+            assert_eq!(a.label, b.label, "{folder}");
+        }
+        // Raw text goes through the tokenizer pickled in the file (`w104` … `w999`).
+        let (t_a, t_v) = if aligned { (16, 16) } else { (40, 48) };
+        let with_text = |text: Text| {
+            let audio = Frames {
+                values: vec![0.1; t_a * 5],
+                frames: t_a,
+            };
+            let vision = Frames {
+                values: vec![0.2; t_v * 20],
+                frames: t_v,
+            };
+            Utterance::new(text, audio, vision)
+        };
+        let utterance = with_text(Text::Raw("w104 w512 W999".into()));
+        let tokens = with_text(Text::Tokens(vec![101, 104, 512, 999, 102]));
+        let from_text = memory.predict(&utterance, &device).unwrap();
+        assert_eq!(
+            from_text.probs,
+            memory.predict(&tokens, &device).unwrap().probs
+        );
+        assert_close(
+            &from_text.probs,
+            &run_open_predict(&out, &utterance),
+            folder,
+        );
+    }
+}
+
+/// The factual probabilities of one utterance through the imported run directory.
+fn run_open_predict(out: &std::path::Path, utterance: &Utterance) -> Vec<f64> {
+    let device = Default::default();
+    let run = Run::<Selected>::open(out, &device).unwrap();
+    run.predict(utterance, &device).unwrap().probs
+}

@@ -25,6 +25,16 @@ pub enum DataError {
         len: usize,
     },
 
+    /// A file that is not a readable PyTorch checkpoint (`torch.save` zip), or one whose
+    /// tensors are not rebuilt the way PyTorch writes them.
+    #[error("{file}: bad PyTorch checkpoint: {message}")]
+    Checkpoint {
+        /// The file involved.
+        file: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
+
     /// A malformed or truncated pickle stream.
     #[error("{file}: bad pickle at byte {offset}: {message}")]
     Pickle {
@@ -127,6 +137,11 @@ pub enum DataError {
         /// The split involved.
         split: String,
     },
+
+    /// A dataset catalog that cannot be used, or an entry that cannot be found
+    /// ([`crate::catalog`]).
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
 
     /// An invalid option (missing rate outside [0, 1], unknown layout name…).
     #[error("invalid {what}: {message}")]

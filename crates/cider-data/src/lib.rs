@@ -28,6 +28,7 @@ mod atomic_write;
 pub mod batch;
 pub mod bias;
 pub mod burn_dataset;
+pub mod catalog;
 pub mod dataset;
 mod elements;
 pub mod error;
@@ -40,7 +41,9 @@ pub mod npy;
 pub mod pickle;
 pub mod pickle_write;
 pub mod synth;
+pub mod torch_file;
 pub mod value;
+pub mod verify;
 
 #[cfg(test)]
 mod corrupt_corpus;
@@ -48,4 +51,4 @@ mod corrupt_corpus;
 mod testkit;
 
 pub use error::DataError;
-pub use value::{ArrayData, DType, NumpyArray, PyValue};
+pub use value::{ArrayData, DType, NumpyArray, PyObject, PyValue};

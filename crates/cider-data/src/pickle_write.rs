@@ -91,6 +91,18 @@ impl Writer {
                 }
             }
             PyValue::Array(array) => self.array(array, depth)?,
+            PyValue::Object(_)
+            | PyValue::Class(_)
+            | PyValue::BigInt(_)
+            | PyValue::Persistent(_) => {
+                return Err(DataError::Invalid {
+                    what: "value to pickle".to_string(),
+                    message: format!(
+                        "a {} is not plain data and cannot be written",
+                        value.type_name()
+                    ),
+                });
+            }
         }
         Ok(())
     }

@@ -186,6 +186,45 @@ pub enum PyValue {
     Dict(Vec<(PyValue, PyValue)>),
     /// A NumPy array or scalar.
     Array(NumpyArray),
+    /// An instance of a class the reader keeps without interpreting it (PyTorch checkpoints
+    /// only): its class, constructor arguments and state, never executed.
+    Object(Box<PyObject>),
+    /// A reference to a class or function, by `module.name` (PyTorch checkpoints only).
+    Class(String),
+    /// An `int` beyond 64 bits, as its decimal digits (PyTorch checkpoints only).
+    BigInt(String),
+    /// A persistent id: a reference to data stored outside the pickle (PyTorch checkpoints
+    /// only, where it names a tensor storage).
+    Persistent(Box<PyValue>),
+}
+
+/// An inert Python object, as a pickle describes it: the class it names, the arguments of
+/// its constructor call (REDUCE / NEWOBJ), the state BUILD gave it, and the items that
+/// SETITEM(S) and APPEND(S) added (how an `OrderedDict` or a `list` subclass is filled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyObject {
+    /// `module.name` of the class or function that made it.
+    pub class: String,
+    /// The constructor's positional arguments.
+    pub args: Vec<PyValue>,
+    /// The BUILD state (usually the instance's `__dict__`), if any.
+    pub state: Option<PyValue>,
+    /// Key/value pairs set on it, in order.
+    pub dict_items: Vec<(PyValue, PyValue)>,
+    /// Items appended to it, in order.
+    pub list_items: Vec<PyValue>,
+}
+
+impl PyObject {
+    /// An attribute from the BUILD state: a dict, or the `(dict, slots)` pair of objects with
+    /// `__slots__` (both dicts are searched).
+    pub fn attr(&self, name: &str) -> Option<&PyValue> {
+        match &self.state {
+            Some(state @ PyValue::Dict(_)) => state.get(name),
+            Some(PyValue::Tuple(parts)) => parts.iter().find_map(|part| part.get(name)),
+            _ => None,
+        }
+    }
 }
 
 impl PyValue {
@@ -202,17 +241,31 @@ impl PyValue {
             PyValue::Tuple(_) => "tuple",
             PyValue::Dict(_) => "dict",
             PyValue::Array(_) => "numpy.ndarray",
+            PyValue::Object(_) => "object",
+            PyValue::Class(_) => "class or function",
+            PyValue::BigInt(_) => "int",
+            PyValue::Persistent(_) => "persistent id",
         }
     }
 
-    /// Looks up a string key in a dict value; `None` if this is not a dict or the key is absent.
-    pub fn get(&self, key: &str) -> Option<&PyValue> {
+    /// The key/value pairs of a mapping: a dict, or an object filled by SETITEM(S) such as an
+    /// `OrderedDict`; `None` for anything else.
+    pub fn entries(&self) -> Option<&[(PyValue, PyValue)]> {
         match self {
-            PyValue::Dict(items) => items
-                .iter()
-                .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
-                .map(|(_, v)| v),
+            PyValue::Dict(pairs) => Some(pairs),
+            PyValue::Object(object) if object.args.is_empty() && object.list_items.is_empty() => {
+                Some(&object.dict_items)
+            }
             _ => None,
         }
+    }
+
+    /// Looks up a string key in a mapping ([`PyValue::entries`]); `None` if this is not a
+    /// mapping or the key is absent.
+    pub fn get(&self, key: &str) -> Option<&PyValue> {
+        self.entries()?
+            .iter()
+            .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
+            .map(|(_, v)| v)
     }
 }

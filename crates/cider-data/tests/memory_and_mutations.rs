@@ -1,8 +1,10 @@
 //! The readers' promises measured from the outside, with an allocator that counts what each
 //! call allocates (docs/fuzzing.md): hostile inputs stay within the memory bound (64 × the
 //! input's size + 64 MiB), and a seeded random-mutation loop over the fixtures of
-//! `testdata/pickles` and `testdata/corrupt` — a stable-toolchain stand-in for the cargo-fuzz
-//! target — finds no panic, no result that fails to round-trip and no call above the bound.
+//! `testdata/pickles` and `testdata/corrupt` and the pickles of `testdata/torch-checkpoints` — a
+//! stable-toolchain stand-in for the cargo-fuzz target — finds no panic, no result that fails
+//! to round-trip and no call above the bound. Each input is also read as a PyTorch checkpoint,
+//! whole and as the `data.pkl` of a zip (the pickle dialect that keeps objects).
 //!
 //! `CIDER_FUZZ_EXECS=N` sets the number of mutated inputs (default 2000) and
 //! `CIDER_FUZZ_SEED=S` the seed (default 1); run with `--nocapture` to see the tally.
@@ -15,6 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cider_data::torch_file::TorchCheckpoint;
 use cider_data::{DataError, joblib, npy, pickle, pickle_write};
 
 /// The System allocator, counting the live bytes of each thread and their peak.
@@ -218,7 +221,29 @@ fn seeds() -> Vec<Vec<u8>> {
         })
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    let mut seeds: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for folder in ["mosi-aligned-small", "mosi-unaligned-small"] {
+        let path = testdata(&format!("torch-checkpoints/{folder}/state_dict.pt"));
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let mut pickle = Vec::new();
+        std::io::Read::read_to_end(
+            &mut zip.by_name("state_dict/data.pkl").unwrap(),
+            &mut pickle,
+        )
+        .unwrap();
+        seeds.push(pickle);
+    }
+    seeds
+}
+
+/// A zip holding `bytes` as `name`, stored uncompressed as `torch.save` does.
+fn stored_zip(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file(name, options).unwrap();
+    zip.write_all(bytes).unwrap();
+    zip.finish().unwrap().into_inner()
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -252,6 +277,16 @@ fn check(input: &[u8]) -> Result<Option<String>, String> {
         peak_of(|| std::panic::catch_unwind(|| npy::from_bytes(input, "input").map(|_| ())));
     bounded("npy", peak)?;
     let npy = npy.map_err(|_| panicked("npy"))?;
+    let wrapped = stored_zip("archive/data.pkl", input);
+    for (name, bytes) in [("checkpoint", input), ("checkpoint pickle", &wrapped[..])] {
+        let (result, peak) = peak_of(|| {
+            std::panic::catch_unwind(|| TorchCheckpoint::from_bytes(bytes, "input").map(|_| ()))
+        });
+        bounded(name, peak)?;
+        if result.is_err() {
+            return Err(panicked(name));
+        }
+    }
     if let Ok(value) = &pickled {
         let written = std::panic::catch_unwind(|| pickle_write::to_bytes(value))
             .map_err(|_| "the pickle writer panicked".to_string())?

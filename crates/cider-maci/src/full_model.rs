@@ -217,7 +217,9 @@ impl<B: Backend> Cider<B> {
         })
     }
 
-    /// Loads a reference `state_dict` saved as safetensors (CIDer repo key names).
+    /// Loads a reference `state_dict` (CIDer repo key names) from a `.safetensors` file or a
+    /// PyTorch `.pt` / `.pth` / `.bin` file (a state dict, or a whole pickled module as the
+    /// reference saves its models; read without running anything).
     ///
     /// With a precomputed-feature text encoder the file's BERT keys are not used. The
     /// reference has no linear head: that of [`Classifier::Linear`] keeps its weights.
@@ -226,12 +228,23 @@ impl<B: Backend> Cider<B> {
     /// [`ModelError::WeightFile`] for an unreadable file; one [`ModelError::Weights`] listing
     /// every missing, unexpected and mis-shaped key of the network, the MCM and the BERT.
     pub fn load_reference(self, path: &Path, device: &B::Device) -> Result<Self, ModelError> {
-        let file = WeightFile::read_safetensors(path)?;
-        let mut loader = WeightLoader::new(&file, "", device);
+        self.load_reference_file(&WeightFile::open(path)?, device)
+    }
+
+    /// [`Cider::load_reference`] from a weight file already open.
+    ///
+    /// # Errors
+    /// As [`Cider::load_reference`].
+    pub fn load_reference_file(
+        self,
+        file: &WeightFile,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let mut loader = WeightLoader::new(file, "", device);
         let network = load_reference_network(self.network, &mut loader);
         let mcm = load_reference_mcm(self.mcm, &mut loader);
         let rest = loader.finish(is_bert_key);
-        let bert = load_reference_text_encoder(network, &file, device);
+        let bert = load_reference_text_encoder(network, file, device);
         match (bert, rest) {
             (Ok(network), Ok(())) => Ok(Self {
                 network,

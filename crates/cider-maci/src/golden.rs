@@ -8,7 +8,7 @@
 //! not part of the model.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -16,12 +16,11 @@ use cider_data::npy;
 use cider_model::ModelError;
 use cider_model::bert::BertConfig;
 use cider_model::network::{InputMasks, TextInput, ViewInput};
-use cider_model::network_config::{Alignment, NetworkConfig, NetworkOptions, PositionalMode};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::full_model::{Cider, CiderConfig, Confounders, ViewOutput};
-use crate::mcm::ConfounderNorm;
+use crate::reference_checkpoint::ReferenceHyperParameters;
 
 /// Training-step files of a golden folder that this check does not compare.
 const TRAINING_FILES: [&str; 3] = [
@@ -137,8 +136,9 @@ impl GoldenReport {
 
 /// Runs the golden check on `dir`.
 ///
-/// Builds the model from `golden.json` (`hyper_parameters` and `bert`), imports
-/// `model.safetensors`, runs the complete, missing-view, counterfactual and test passes and
+/// Builds the model from `golden.json` (`hyper_parameters` and `bert`), imports `weights`
+/// (a `.safetensors` file, or a PyTorch `.pt` / `.pth` whole module or state dict; by default
+/// [`golden_weights`]), runs the complete, missing-view, counterfactual and test passes and
 /// compares them with the `output_*.npy` files. Dropout is off on non-autodiff backends (and
 /// the golden configurations set every dropout to 0).
 ///
@@ -147,6 +147,7 @@ impl GoldenReport {
 /// the wrong shape. Differences in the outputs are not errors: they are in the report.
 pub fn check_golden<B: Backend>(
     dir: &Path,
+    weights: Option<&Path>,
     device: &B::Device,
 ) -> Result<GoldenReport, ModelError> {
     let golden_path = dir.join("golden.json");
@@ -162,7 +163,7 @@ pub fn check_golden<B: Backend>(
     let config = golden_config(&golden, &source_name)?;
     let model = config
         .init::<B>(device)?
-        .load_reference(&dir.join("model.safetensors"), device)?;
+        .load_reference(&golden_weights(dir, weights), device)?;
 
     let inputs = GoldenInputs::read(dir, device)?;
     let outputs = run_passes(&model, &inputs)?;
@@ -213,6 +214,11 @@ pub fn check_golden<B: Backend>(
     })
 }
 
+/// The weight file of a golden check: `weights` when given, else `DIR/model.safetensors`.
+pub fn golden_weights(dir: &Path, weights: Option<&Path>) -> PathBuf {
+    weights.map_or_else(|| dir.join("model.safetensors"), Path::to_path_buf)
+}
+
 fn config_error(source_name: &str, message: &str) -> ModelError {
     ModelError::Config {
         source_name: source_name.to_string(),
@@ -221,7 +227,8 @@ fn config_error(source_name: &str, message: &str) -> ModelError {
 }
 
 /// The model configuration of a golden folder: `hyper_parameters` (reference argument names)
-/// and the BERT config. The reference has the batch-indexed positional term.
+/// and the BERT config, built by [`ReferenceHyperParameters::to_config`] (the reference has
+/// the batch-indexed positional term).
 pub fn golden_config(golden: &Value, source_name: &str) -> Result<CiderConfig, ModelError> {
     let hp = golden
         .get("hyper_parameters")
@@ -257,39 +264,27 @@ pub fn golden_config(golden: &Value, source_name: &str) -> Result<CiderConfig, M
         .get("bert")
         .ok_or_else(|| config_error(source_name, "missing object `bert`"))?;
     let bert = BertConfig::from_json_str(&bert.to_string(), &format!("{source_name} (bert)"))?;
-    let alignment = if flag("aligned")? {
-        Alignment::Aligned
-    } else {
-        Alignment::Unaligned
-    };
-    let network = NetworkConfig::new(
-        size("orig_d_l")?,
-        size("orig_d_a")?,
-        size("orig_d_v")?,
-        size("l_len")?,
-        size("a_len")?,
-        size("v_len")?,
-        alignment,
-    )
-    .with_options(NetworkOptions {
+    let hyper_parameters = ReferenceHyperParameters {
+        orig_d_l: size("orig_d_l")?,
+        orig_d_a: size("orig_d_a")?,
+        orig_d_v: size("orig_d_v")?,
+        l_len: size("l_len")?,
+        a_len: size("a_len")?,
+        v_len: size("v_len")?,
+        aligned: flag("aligned")?,
         embed_dim: size("embed_dim")?,
         multimodal_layers: size("multimodal_layers")?,
         num_heads: size("num_heads")?,
         attn_dropout: prob("attn_dropout")?,
-        out_dropout: prob("out_dropout")?,
-        embed_dropout: prob("embed_dropout")?,
         relu_dropout: prob("relu_dropout")?,
         res_dropout: prob("res_dropout")?,
-        positional: PositionalMode::BatchIndex,
-        ..NetworkOptions::default()
-    })
-    .with_bert_encoder(bert);
-    let confounder_norm = if flag("cross_dataset")? {
-        ConfounderNorm::LayerNorm
-    } else {
-        ConfounderNorm::None
+        out_dropout: prob("out_dropout")?,
+        embed_dropout: prob("embed_dropout")?,
+        output_dim: size("output_dim")?,
+        cross_dataset: flag("cross_dataset")?,
+        bert,
     };
-    Ok(CiderConfig::new(network, size("output_dim")?).with_confounder_norm(confounder_norm))
+    Ok(hyper_parameters.to_config())
 }
 
 /// The `input_*.npy` tensors.
@@ -509,7 +504,7 @@ mod tests {
     /// Every forward output of the reference within 1e-4, the three training files listed as
     /// not checked.
     fn assert_golden(name: &str) {
-        let report = check_golden::<Flex>(&golden_dir(name), &Default::default())
+        let report = check_golden::<Flex>(&golden_dir(name), None, &Default::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let checked = report
             .entries
@@ -584,7 +579,7 @@ mod tests {
 
     #[test]
     fn missing_folder_is_an_io_error() {
-        let err = check_golden::<Flex>(&golden_dir("no-such-config"), &Default::default());
+        let err = check_golden::<Flex>(&golden_dir("no-such-config"), None, &Default::default());
         assert!(matches!(err, Err(ModelError::Io { .. })), "{err:?}");
     }
 

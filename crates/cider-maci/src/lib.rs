@@ -37,5 +37,7 @@ pub mod inference;
 pub mod mcm;
 pub mod metrics;
 pub mod prototypes;
+pub mod reference_checkpoint;
+pub mod reference_prototypes;
 
 pub use error::MaciError;

@@ -43,6 +43,7 @@ pub mod bert;
 pub mod decoder;
 pub mod error;
 pub mod hf;
+pub mod hf_pickle;
 pub mod import;
 pub mod mct;
 pub mod memory_estimate;

@@ -3,8 +3,9 @@
 //! makes them with a HuggingFace BERT tokenizer (`[CLS] … [SEP]`, truncated on the right to
 //! `T_l`, padded on the right with `[PAD]`).
 //!
-//! Built on HuggingFace's `tokenizers` crate, from a `tokenizer.json` or from a `vocab.txt`
-//! (BERT normaliser, BERT pre-tokeniser, `[CLS]`/`[SEP]` post-processor).
+//! Built on HuggingFace's `tokenizers` crate, from a `tokenizer.json`, a `vocab.txt` or a
+//! vocabulary in memory such as a pickled `BertTokenizer`'s ([`crate::hf_pickle`]) (BERT
+//! normaliser, BERT pre-tokeniser, `[CLS]`/`[SEP]` post-processor).
 
 use std::path::Path;
 
@@ -31,6 +32,31 @@ pub struct TextBertRows {
     pub attention_mask: Vec<u8>,
     /// Segment (token type) ids, all 0 for a single sentence (row 2).
     pub segments: Vec<u8>,
+}
+
+/// The settings of HuggingFace's BERT basic and WordPiece tokenizers that
+/// [`WordPieceTokenizer::from_vocab`] honours; the default is `bert-base-uncased`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordPieceOptions {
+    /// Lower-case the text (`do_lower_case`).
+    pub lowercase: bool,
+    /// Strip accents (`strip_accents`); `None` strips them exactly when `lowercase`.
+    pub strip_accents: Option<bool>,
+    /// Put spaces around CJK characters (`tokenize_chinese_chars`).
+    pub tokenize_chinese_chars: bool,
+    /// Longer words become `[UNK]` (`max_input_chars_per_word`).
+    pub max_input_chars_per_word: usize,
+}
+
+impl Default for WordPieceOptions {
+    fn default() -> Self {
+        Self {
+            lowercase: true,
+            strip_accents: None,
+            tokenize_chinese_chars: true,
+            max_input_chars_per_word: 100,
+        }
+    }
 }
 
 /// A BERT WordPiece tokenizer producing fixed-length `text_bert` rows of length `T_l`.
@@ -63,17 +89,50 @@ impl WordPieceTokenizer {
         seq_len: usize,
     ) -> Result<Self, ModelError> {
         let source_name = path.display().to_string();
-        let error = |message: String| ModelError::Tokenizer {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Tokenizer {
             source_name: source_name.clone(),
+            message: format!("cannot read vocab.txt: {e}"),
+        })?;
+        // As the `tokenizers` crate reads a vocab.txt: trailing whitespace trimmed, a token
+        // listed twice keeps its last line.
+        let vocab = text
+            .lines()
+            .enumerate()
+            .map(|(id, token)| (token.trim_end().to_string(), id as u32))
+            .collect();
+        let options = WordPieceOptions {
+            lowercase,
+            ..WordPieceOptions::default()
+        };
+        Self::from_vocab(vocab, &options, seq_len, &source_name)
+    }
+
+    /// Builds a BERT tokenizer from a vocabulary of `(token, id)` pairs (a later pair for the
+    /// same token wins) and the basic tokenizer's `options`, with the pipeline of
+    /// [`WordPieceTokenizer::from_vocab_txt`]; `source_name` names the vocabulary in errors.
+    ///
+    /// # Errors
+    /// [`ModelError::Tokenizer`] when the vocabulary lacks `[PAD]`, `[UNK]`, `[CLS]` or
+    /// `[SEP]`, or `seq_len < 2`.
+    pub fn from_vocab(
+        vocab: Vec<(String, u32)>,
+        options: &WordPieceOptions,
+        seq_len: usize,
+        source_name: &str,
+    ) -> Result<Self, ModelError> {
+        let error = |message: String| ModelError::Tokenizer {
+            source_name: source_name.to_string(),
             message,
         };
-        let path_str = path
-            .to_str()
-            .ok_or_else(|| error("path is not valid UTF-8".into()))?;
-        let model = WordPiece::from_file(path_str)
+        // The map type WordPiece takes is private to `tokenizers`: start from an empty one.
+        let mut map = WordPiece::read_bytes(&[]).map_err(|e| error(e.to_string()))?;
+        map.extend(vocab);
+        let model = WordPiece::builder()
+            .vocab(map)
             .unk_token("[UNK]".into())
+            .max_input_chars_per_word(options.max_input_chars_per_word)
             .build()
-            .map_err(|e| error(format!("cannot read vocab.txt: {e}")))?;
+            .map_err(|e| error(format!("cannot build the WordPiece model: {e}")))?;
         let mut tokenizer = Tokenizer::new(model);
         let special = |token: &str| {
             tokenizer
@@ -90,14 +149,19 @@ impl WordPieceTokenizer {
             .map(|t| AddedToken::from(*t, true))
             .collect();
         tokenizer
-            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .with_normalizer(Some(BertNormalizer::new(
+                true,
+                options.tokenize_chinese_chars,
+                options.strip_accents,
+                options.lowercase,
+            )))
             .map_err(|e| error(e.to_string()))?
             .with_pre_tokenizer(Some(BertPreTokenizer))
             .with_post_processor(Some(BertProcessing::new(sep, cls)));
         tokenizer
             .add_special_tokens(specials)
             .map_err(|e| error(e.to_string()))?;
-        Self::with_fixed_length(tokenizer, source_name, seq_len)
+        Self::with_fixed_length(tokenizer, source_name.to_string(), seq_len)
     }
 
     /// Sets right truncation to `seq_len` tokens (special tokens included) and right padding
@@ -145,6 +209,27 @@ impl WordPieceTokenizer {
     /// `T_l`, the length of every row.
     pub fn seq_len(&self) -> usize {
         self.seq_len
+    }
+
+    /// Writes the tokenizer as a HuggingFace `tokenizer.json` (read back by
+    /// [`WordPieceTokenizer::from_tokenizer_json`]), atomically.
+    ///
+    /// # Errors
+    /// [`ModelError::Tokenizer`] naming `path` when it cannot be written.
+    pub fn save_json(&self, path: &Path) -> Result<(), ModelError> {
+        let tmp = path.with_extension("json.tmp");
+        let written = self
+            .tokenizer
+            .save(&tmp, false)
+            .map_err(|e| e.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+        written.map_err(|message| {
+            let _ = std::fs::remove_file(&tmp);
+            ModelError::Tokenizer {
+                source_name: path.display().to_string(),
+                message: format!("cannot write tokenizer.json: {message}"),
+            }
+        })
     }
 
     /// The id of `token` in the vocabulary, if present.
@@ -235,6 +320,55 @@ mod tests {
         assert_eq!(all[0].ids, [2, 15, 3, 0, 0, 0, 0, 0]);
         assert_eq!(all[1].ids, [2, 14, 3, 0, 0, 0, 0, 0]);
         assert_eq!(tiny(8).token_id("##able"), Some(10));
+    }
+
+    #[test]
+    fn builds_from_a_vocabulary_in_memory_with_the_basic_tokenizer_options() {
+        let vocab: Vec<(String, u32)> = [
+            ("[PAD]", 0),
+            ("[UNK]", 7),
+            ("[CLS]", 8),
+            ("[SEP]", 9),
+            ("café", 20),
+            ("cafe", 21),
+            ("abc", 30),
+            ("##de", 31),
+            ("中", 40),
+            ("abc", 33), // a later pair for the same token wins
+        ]
+        .into_iter()
+        .map(|(t, id)| (t.to_string(), id))
+        .collect();
+        let build = |options: WordPieceOptions| {
+            WordPieceTokenizer::from_vocab(vocab.clone(), &options, 8, "mem").unwrap()
+        };
+        let default = build(WordPieceOptions::default());
+        // Lower-cased, accents stripped; `abcde` → abc ##de; CJK split off.
+        assert_eq!(
+            default.encode("CAFÉ abcde x中").unwrap().ids,
+            [8, 21, 33, 31, 7, 40, 9, 0]
+        );
+        let keep_accents = build(WordPieceOptions {
+            strip_accents: Some(false),
+            ..WordPieceOptions::default()
+        });
+        assert_eq!(keep_accents.encode("CAFÉ").unwrap().ids[..3], [8, 20, 9]);
+        let short_words = build(WordPieceOptions {
+            max_input_chars_per_word: 4,
+            ..WordPieceOptions::default()
+        });
+        assert_eq!(
+            short_words.encode("abcde abc").unwrap().ids[..4],
+            [8, 7, 33, 9]
+        );
+        let err =
+            WordPieceTokenizer::from_vocab(Vec::new(), &WordPieceOptions::default(), 8, "mem")
+                .err()
+                .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "mem: tokenizer: vocabulary has no `[SEP]` token"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Reading named tensors from PyTorch-world weight files (safetensors, and `pytorch_model.bin`
-//! / `.pt` through burn-store's reader) and moving them into Burn parameters, with every
+//! / `.pt` / `.pth` through cider-data's checkpoint reader, which runs nothing from the file:
+//! a state dict or a whole pickled module) and moving them into Burn parameters, with every
 //! missing, unexpected and mis-shaped key collected into one [`ModelError::Weights`].
 //!
 //! [`WeightFile`] gives raw `(shape, Vec<f32>)` tensors by key; [`WeightLoader`] walks a module
@@ -14,8 +15,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
-use burn_store::TensorSnapshot;
-use burn_store::pytorch::PytorchReader;
+use cider_data::torch_file::{TorchCheckpoint, TorchDType, TorchTensor};
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 
 use crate::error::ModelError;
@@ -33,8 +33,8 @@ enum Storage {
         data_start: usize,
         metadata: Metadata,
     },
-    /// A PyTorch pickle/zip checkpoint, tensors read lazily by burn-store.
-    Pytorch(BTreeMap<String, TensorSnapshot>),
+    /// A PyTorch checkpoint's state dict.
+    Pytorch(BTreeMap<String, TorchTensor>),
 }
 
 /// Opens a `.safetensors` file (shorthand for [`WeightFile::read_safetensors`]).
@@ -47,7 +47,7 @@ impl WeightFile {
     pub fn open(path: &Path) -> Result<Self, ModelError> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("safetensors") => Self::read_safetensors(path),
-            Some("bin" | "pt" | "pth") => Self::read_pytorch(path, None),
+            Some("bin" | "pt" | "pth") => Self::read_pytorch(path),
             _ => Err(file_error(
                 path,
                 "unknown weight file extension (expected .safetensors, .bin, .pt or .pth)",
@@ -78,18 +78,21 @@ impl WeightFile {
         })
     }
 
-    /// Reads a PyTorch checkpoint (`torch.save` of a state dict, zip or legacy pickle);
-    /// `top_level_key` selects a nested dict such as `"state_dict"`.
-    pub fn read_pytorch(path: &Path, top_level_key: Option<&str>) -> Result<Self, ModelError> {
-        let reader = match top_level_key {
-            None => PytorchReader::new(path),
-            Some(key) => PytorchReader::with_top_level_key(path, key),
-        }
-        .map_err(|e| file_error(path, &format!("not a readable PyTorch checkpoint: {e}")))?;
-        Ok(Self {
+    /// Reads a PyTorch checkpoint (`torch.save` of a state dict or of a whole module).
+    ///
+    /// # Errors
+    /// [`ModelError::Data`] with the reader's message for a file that is not such a
+    /// checkpoint.
+    pub fn read_pytorch(path: &Path) -> Result<Self, ModelError> {
+        Ok(Self::from_checkpoint(path, TorchCheckpoint::open(path)?))
+    }
+
+    /// The state dict of a checkpoint already read (`path` names it in errors).
+    pub fn from_checkpoint(path: &Path, checkpoint: TorchCheckpoint) -> Self {
+        Self {
             path: path.to_path_buf(),
-            storage: Storage::Pytorch(reader.into_tensors().into_iter().collect()),
-        })
+            storage: Storage::Pytorch(checkpoint.into_tensors()),
+        }
     }
 
     /// The file this was read from.
@@ -116,7 +119,7 @@ impl WeightFile {
     pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
         match &self.storage {
             Storage::Safetensors { metadata, .. } => metadata.info(key).map(|i| i.shape.clone()),
-            Storage::Pytorch(map) => map.get(key).map(|s| s.shape.to_vec()),
+            Storage::Pytorch(map) => map.get(key).map(|t| t.shape().to_vec()),
         }
     }
 
@@ -149,24 +152,22 @@ impl WeightFile {
                 TensorData::from_bytes_vec(raw, info.shape.clone(), dtype)
             }
             Storage::Pytorch(map) => {
-                let snapshot = map
+                let tensor = map
                     .get(key)
                     .ok_or_else(|| file_error(&self.path, &format!("no tensor named `{key}`")))?;
                 if !matches!(
-                    snapshot.dtype,
-                    DType::F32 | DType::F64 | DType::F16 | DType::BF16
+                    tensor.dtype(),
+                    TorchDType::F32 | TorchDType::F64 | TorchDType::F16 | TorchDType::BF16
                 ) {
                     return Err(file_error(
                         &self.path,
                         &format!(
                             "tensor `{key}` has dtype {:?}, expected a float",
-                            snapshot.dtype
+                            tensor.dtype()
                         ),
                     ));
                 }
-                snapshot.to_data().map_err(|e| {
-                    file_error(&self.path, &format!("tensor `{key}` cannot be read: {e:?}"))
-                })?
+                return Ok((tensor.shape().to_vec(), tensor.to_f32()));
             }
         };
         let shape = data.shape.to_vec();
@@ -176,6 +177,42 @@ impl WeightFile {
             .map_err(|e| file_error(&self.path, &format!("tensor `{key}`: {e:?}")))?;
         Ok((shape, values))
     }
+}
+
+/// Writes `(key, shape, values)` tensors as a safetensors file of `f32`s, atomically (a
+/// sibling temporary file renamed into place).
+///
+/// # Errors
+/// [`ModelError::WeightFile`] for a shape that disagrees with its values; [`ModelError::Io`]
+/// when the file cannot be written.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<(), ModelError> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((key, shape, _), data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (key.clone(), view))
+                .map_err(|e| file_error(path, &format!("tensor `{key}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let serialized = safetensors::serialize(views, None)
+        .map_err(|e| file_error(path, &format!("cannot serialise: {e}")))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    let written = std::fs::write(&tmp, serialized).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 fn file_error(path: &Path, message: &str) -> ModelError {
@@ -433,7 +470,13 @@ mod tests {
             let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
             let err = WeightFile::open(&path).err().unwrap();
-            assert!(matches!(err, ModelError::WeightFile { .. }), "{err:?}");
+            assert!(
+                matches!(
+                    err,
+                    ModelError::Data(cider_data::DataError::Checkpoint { .. })
+                ),
+                "{err:?}"
+            );
             assert!(err.to_string().contains(name), "{err}");
         }
         std::fs::remove_dir_all(&dir).unwrap();

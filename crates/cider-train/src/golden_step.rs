@@ -36,7 +36,7 @@ use std::path::Path;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use cider_maci::full_model::Cider;
-use cider_maci::golden::golden_config;
+use cider_maci::golden::{golden_config, golden_weights};
 use cider_model::ModelError;
 use serde_json::Value;
 
@@ -67,7 +67,9 @@ const STEP_FILES: [&str; 3] = ["grads_pass1", "grads_pass2_accumulated", "model_
 
 /// Runs the MSSD step golden check on `dir`.
 ///
-/// Builds and imports the model as the forward golden check does, takes the optimiser and loss
+/// Builds and imports the model as the forward golden check does (from `weights` when given:
+/// a `.safetensors` file or a PyTorch `.pt` / `.pth` whole module or state dict; else
+/// `DIR/model.safetensors`), takes the optimiser and loss
 /// hyper-parameters from `golden.json` (`lr`, `lr_bert`, `weight_decay_bert`,
 /// `joint_rep_weight`, `attn_weight`, `recon_weight`, `recon_loss`), runs one step on the saved
 /// batch (`input_*.npy`, missing masks, `input_labels_<task>.npy`) and compares.
@@ -77,6 +79,7 @@ const STEP_FILES: [&str; 3] = ["grads_pass1", "grads_pass2_accumulated", "model_
 /// differences are not errors: they are in the report.
 pub fn check_training_step<B: AutodiffBackend>(
     dir: &Path,
+    weights: Option<&Path>,
     device: &B::Device,
 ) -> Result<StepCheckReport, ModelError> {
     let golden_path = dir.join("golden.json");
@@ -113,7 +116,7 @@ pub fn check_training_step<B: AutodiffBackend>(
 
     let model = config
         .init::<B>(device)?
-        .load_reference(&dir.join("model.safetensors"), device)?;
+        .load_reference(&golden_weights(dir, weights), device)?;
     let theta0 = param_values(&model);
     let batch = read_batch::<B>(dir, task, device)?;
     let mut optimizer = adam.init::<B, Cider<B>>();
@@ -198,7 +201,9 @@ mod tests {
     fn assert_step(name: &'static str) {
         let report = std::thread::Builder::new()
             .stack_size(64 << 20)
-            .spawn(move || check_training_step::<Autodiff<Flex>>(&golden_dir(name), &FlexDevice))
+            .spawn(move || {
+                check_training_step::<Autodiff<Flex>>(&golden_dir(name), None, &FlexDevice)
+            })
             .expect("spawn")
             .join()
             .expect("no panic")

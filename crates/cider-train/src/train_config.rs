@@ -691,6 +691,25 @@ mod tests {
     }
 
     #[test]
+    fn every_dataset_config_parses_to_the_reference_values_and_its_file() {
+        // The data files need not exist: parsing and validation never open them.
+        let catalog = cider_data::catalog::Catalog::builtin().unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+        for entry in &catalog.entries {
+            let c = TrainConfig::from_file(&dir.join(&entry.config), &[]).unwrap();
+            let expected = TrainConfig {
+                out_dir: format!("runs/{}", entry.name).into(),
+                task: entry.task.unwrap_or(Task::Binary),
+                data: DataConfig::File(FileData {
+                    path: Path::new("data").join(&entry.reference_path),
+                }),
+                ..TrainConfig::default()
+            };
+            assert_eq!(c, expected, "{}", entry.config);
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_line() {
         let line = error_line("epochs = 3\nepoch = 4\n");
         assert!(

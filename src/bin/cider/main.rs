@@ -46,6 +46,8 @@ enum Command {
     Plot(commands::plot::PlotArgs),
     /// Compare forward outputs (and the MSSD step) with a reference PyTorch golden folder.
     CheckGolden(commands::golden::GoldenArgs),
+    /// Make a run directory from a model the authors' code saved (`torch.save(model)`, `.pt`).
+    Import(commands::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => commands::infer::run(&args),
         Command::Plot(args) => commands::plot::run(&args),
         Command::CheckGolden(args) => commands::golden::run(&args),
+        Command::Import(args) => commands::import::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,8 @@ mod read;
 mod testkit;
 mod write;
 
+pub(crate) use read::looks_like_joblib;
+
 /// Special WordPiece ids of `bert-base-uncased` (docs/method.md §2.2).
 pub mod special {
     /// `[PAD]`
@@ -36,6 +38,7 @@ pub const SPLIT_NAMES: [&str; 3] = ["train", "valid", "test"];
 
 /// Sequence lengths and feature sizes of a dataset layout (docs/method.md §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dims {
     /// Size `d_l` of precomputed text features (BERT hidden size; 768 for MMSA files).
     pub d_l: usize,

@@ -14,7 +14,7 @@ const JOBLIB_SNIFF_BYTES: usize = 1 << 20;
 
 /// True for joblib dumps: compressed ones by their magic bytes (`ZF`, zlib, gzip), plain ones by
 /// the `NumpyArrayWrapper` class named near the start of the pickle stream.
-fn looks_like_joblib(bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_joblib(bytes: &[u8]) -> bool {
     let compressed =
         bytes.starts_with(b"ZF") || bytes.starts_with(&[0x78]) || bytes.starts_with(&[0x1f, 0x8b]);
     let head = &bytes[..bytes.len().min(JOBLIB_SNIFF_BYTES)];

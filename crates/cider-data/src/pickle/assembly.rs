@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use super::limits::{MAX_DEPTH, VALUE_COST, approx_size, payload_len};
 use super::machine::Machine;
-use super::object::{Node, Obj, dedupe_keys, leaf_value};
+use super::object::{Node, Obj, ObjectNode, dedupe_keys, leaf_value};
 use super::stream::Stream;
 use crate::error::DataError;
-use crate::value::{ArrayData, NumpyArray, PyValue};
+use crate::value::{ArrayData, NumpyArray, PyObject, PyValue};
 
 impl<'a> Machine<'a> {
     /// Assembles the value left by STOP: counts the references to every reachable node
@@ -165,6 +165,37 @@ impl Assembly {
                     s,
                     "a bare numpy.dtype is not supported as a value".into(),
                 ));
+            }
+            Node::Object(object) => {
+                let ObjectNode {
+                    class,
+                    args,
+                    state,
+                    dict_items,
+                    list_items,
+                } = *object;
+                let args = self.convert_all(heap, origin, s, args)?;
+                let state = match state {
+                    Some(state) => Some(self.convert(heap, origin, s, state)?),
+                    None => None,
+                };
+                let mut pairs = Vec::with_capacity(dict_items.len());
+                for (k, v) in dict_items {
+                    let k = self.convert(heap, origin, s, k)?;
+                    let v = self.convert(heap, origin, s, v)?;
+                    pairs.push((k, v));
+                }
+                let list_items = self.convert_all(heap, origin, s, list_items)?;
+                PyValue::Object(Box::new(PyObject {
+                    class: class.to_string(),
+                    args,
+                    state,
+                    dict_items: dedupe_keys(pairs),
+                    list_items,
+                }))
+            }
+            Node::Persistent(pid) => {
+                PyValue::Persistent(Box::new(self.convert(heap, origin, s, pid)?))
             }
             Node::Instance(class) => {
                 return Err(fail(

@@ -34,6 +34,51 @@ pub(super) fn long_from_le(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_le_bytes(buf))
 }
 
+/// The decimal digits of a little-endian two's complement integer of at most
+/// [`MAX_BIG_INT_BYTES`] bytes (LONG1 / LONG4 beyond 64 bits); `None` if it is longer.
+pub(super) fn long_decimal(bytes: &[u8]) -> Option<String> {
+    if bytes.len() > MAX_BIG_INT_BYTES {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+    // Magnitude, most significant byte first (two's complement negated when negative).
+    let mut magnitude: Vec<u8> = bytes.iter().rev().copied().collect();
+    if negative {
+        for byte in &mut magnitude {
+            *byte = !*byte;
+        }
+        for byte in magnitude.iter_mut().rev() {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|&b| b != 0) {
+        let mut remainder = 0u32;
+        for byte in &mut magnitude {
+            let value = (remainder << 8) | u32::from(*byte);
+            *byte = (value / 10) as u8;
+            remainder = value % 10;
+        }
+        digits.push(b'0' + remainder as u8);
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    if negative {
+        digits.push(b'-');
+    }
+    digits.reverse();
+    String::from_utf8(digits).ok()
+}
+
+/// Longest integer [`long_decimal`] converts: 64 bytes, about 154 digits (converting is
+/// quadratic in the length).
+pub(super) const MAX_BIG_INT_BYTES: usize = 64;
+
 /// Encodes UTF-8 text as latin-1; `None` if a char is above U+00FF or the bytes are not UTF-8.
 ///
 /// Works on the bytes directly (protocol 0–2 array data is one such string per array, hundreds

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use super::encodings::latin1;
 use super::limits::{MAX_DEPTH, VALUE_COST};
 use super::machine::Machine;
-use super::object::{Blob, Global, Node, Obj, dedupe_keys, leaf_value};
+use super::object::{Blob, Global, Node, Obj, ObjectNode, dedupe_keys, leaf_value};
 use super::stream::{StateItem, Stream};
 use crate::elements::{ByteOrder, RawDType, decode, element_count};
 use crate::error::DataError;
@@ -150,10 +150,30 @@ impl<'a> Machine<'a> {
                 arity(s, &global, &args, 0..=0)?;
                 Ok(Obj::Bytes(Blob::Borrowed(&[])))
             }
+            Global::Opaque(class) => self.new_inert_object(s, Rc::clone(class), args),
             Global::NdarrayClass | Global::Extension(_) => {
                 Err(s.fail(format!("cannot call `{}` here", global.name())))
             }
         }
+    }
+
+    /// An inert object of an opaque class, holding its constructor arguments.
+    fn new_inert_object(
+        &mut self,
+        s: &mut Stream<'a, '_>,
+        class: Rc<str>,
+        args: Vec<Obj<'a>>,
+    ) -> Result<Obj<'a>, DataError> {
+        self.new_node(
+            s,
+            Node::Object(Box::new(ObjectNode {
+                class,
+                args,
+                state: None,
+                dict_items: Vec::new(),
+                list_items: Vec::new(),
+            })),
+        )
     }
 
     /// NEWOBJ: creates an instance of an extension class (joblib's wrapper).
@@ -167,6 +187,7 @@ impl<'a> Machine<'a> {
             Obj::Global(Global::Extension(name)) if args.is_empty() => {
                 self.new_node(s, Node::Instance(name))
             }
+            Obj::Global(Global::Opaque(class)) => self.new_inert_object(s, class, args),
             Obj::Global(global) => {
                 Err(s.fail(format!("cannot create a `{}` object here", global.name())))
             }
@@ -213,6 +234,17 @@ impl<'a> Machine<'a> {
                 let extension = s.extension;
                 let array = extension.build(&class, items, s)?;
                 self.heap[index] = Node::Array(array);
+            }
+            Node::Object(object) if object.state.is_some() => {
+                return Err(s.fail(format!(
+                    "BUILD of a `{}` object whose state is already set",
+                    object.class
+                )));
+            }
+            Node::Object(_) => {
+                if let Node::Object(object) = &mut self.heap[index] {
+                    object.state = Some(state);
+                }
             }
             Node::Array(_) | Node::ObjectArray { .. } => {
                 return Err(s.fail("BUILD of an array whose state is already set"));

@@ -5,7 +5,9 @@
 
 use std::rc::Rc;
 
-use super::encodings::{decode_raw_unicode_escape, long_from_le, parse_int};
+use super::encodings::{
+    MAX_BIG_INT_BYTES, decode_raw_unicode_escape, long_decimal, long_from_le, parse_int,
+};
 use super::limits::{LAZY_UTF8_LEN, MAX_NESTED_STREAMS};
 use super::machine::Machine;
 use super::object::{Blob, Node, Obj, Text};
@@ -120,9 +122,20 @@ impl<'a> Machine<'a> {
                         .map_err(|_| s.fail(format!("negative LONG4 length {len}")))?
                 };
                 let bytes = s.read(len, "a long integer")?;
-                let value =
-                    long_from_le(bytes).ok_or_else(|| s.fail("integer does not fit in 64 bits"))?;
-                self.push(s, Obj::Int(value))?;
+                let value = match long_from_le(bytes) {
+                    Some(value) => Obj::Int(value),
+                    None if s.extension.keeps_objects() => {
+                        let digits = long_decimal(bytes).ok_or_else(|| {
+                            s.fail(format!(
+                                "integer of {len} bytes is longer than {MAX_BIG_INT_BYTES}"
+                            ))
+                        })?;
+                        s.charge(digits.len())?;
+                        Obj::BigInt(Rc::from(digits))
+                    }
+                    None => return Err(s.fail("integer does not fit in 64 bits")),
+                };
+                self.push(s, value)?;
             }
             op::FLOAT => {
                 let line = s.line_str()?;
@@ -338,6 +351,15 @@ impl<'a> Machine<'a> {
             op::LONG_BINGET => {
                 let index = s.u32("LONG_BINGET index")?;
                 self.get(s, index)?;
+            }
+            op::PERSID if s.extension.keeps_objects() => {
+                let pid = s.line_str()?;
+                let pid = Obj::Str(Text::Borrowed(pid));
+                self.push_node(s, Node::Persistent(pid))?;
+            }
+            op::BINPERSID if s.extension.keeps_objects() => {
+                let pid = self.pop(s)?;
+                self.push_node(s, Node::Persistent(pid))?;
             }
             op::PERSID | op::BINPERSID => {
                 return Err(s.fail("persistent ids are not supported"));

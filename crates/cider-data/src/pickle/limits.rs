@@ -41,6 +41,7 @@ pub(super) fn payload_len(value: &PyValue) -> usize {
     match value {
         PyValue::Str(text) => text.len(),
         PyValue::Bytes(bytes) => bytes.len(),
+        PyValue::Class(text) | PyValue::BigInt(text) => text.len(),
         _ => 0,
     }
 }
@@ -54,6 +55,18 @@ pub(super) fn approx_size(value: &PyValue) -> usize {
                 .iter()
                 .map(|(k, v)| approx_size(k) + approx_size(v))
                 .sum(),
+            PyValue::Object(object) => {
+                object.class.len()
+                    + object.args.iter().map(approx_size).sum::<usize>()
+                    + object.state.as_ref().map_or(0, approx_size)
+                    + object
+                        .dict_items
+                        .iter()
+                        .map(|(k, v)| approx_size(k) + approx_size(v))
+                        .sum::<usize>()
+                    + object.list_items.iter().map(approx_size).sum::<usize>()
+            }
+            PyValue::Persistent(pid) => approx_size(pid),
             PyValue::Array(array) => match array.data() {
                 ArrayData::Object(items) => items.iter().map(approx_size).sum(),
                 data => data.len() * npy_item_size(data.dtype()),

@@ -139,7 +139,7 @@ impl<'a> Machine<'a> {
         match obj {
             Obj::None => "None",
             Obj::Bool(_) => "bool",
-            Obj::Int(_) => "int",
+            Obj::Int(_) | Obj::BigInt(_) => "int",
             Obj::Float(_) => "float",
             Obj::Str(_) => "str",
             Obj::Bytes(_) => "bytes",
@@ -155,11 +155,14 @@ impl<'a> Machine<'a> {
     ) -> Result<(), DataError> {
         let target = self.top(s)?.clone();
         match target {
-            Obj::Node(i) if matches!(self.heap[i], Node::List(_)) => {
-                if let Node::List(list) = &mut self.heap[i] {
-                    s.reserve(list, items.len())?;
-                    list.extend(items);
-                }
+            Obj::Node(i) if matches!(self.heap[i], Node::List(_) | Node::Object(_)) => {
+                let list = match &mut self.heap[i] {
+                    Node::List(list) => list,
+                    Node::Object(object) => &mut object.list_items,
+                    _ => return Err(s.fail("internal: APPEND target")),
+                };
+                s.reserve(list, items.len())?;
+                list.extend(items);
                 Ok(())
             }
             other => Err(s.fail(format!(
@@ -183,7 +186,10 @@ impl<'a> Machine<'a> {
         let mut items = items.into_iter();
         while let (Some(key), Some(value)) = (items.next(), items.next()) {
             if let Obj::Node(i) = &key
-                && !matches!(self.heap[*i], Node::Tuple(_) | Node::DType(_))
+                && !matches!(
+                    self.heap[*i],
+                    Node::Tuple(_) | Node::DType(_) | Node::Object(_)
+                )
             {
                 return Err(s.fail(format!(
                     "unhashable dict key of type {}",
@@ -202,11 +208,14 @@ impl<'a> Machine<'a> {
     ) -> Result<(), DataError> {
         let target = self.top(s)?.clone();
         match target {
-            Obj::Node(i) if matches!(self.heap[i], Node::Dict(_)) => {
-                if let Node::Dict(dict) = &mut self.heap[i] {
-                    s.reserve(dict, pairs.len())?;
-                    dict.extend(pairs);
-                }
+            Obj::Node(i) if matches!(self.heap[i], Node::Dict(_) | Node::Object(_)) => {
+                let dict = match &mut self.heap[i] {
+                    Node::Dict(dict) => dict,
+                    Node::Object(object) => &mut object.dict_items,
+                    _ => return Err(s.fail("internal: SETITEM target")),
+                };
+                s.reserve(dict, pairs.len())?;
+                dict.extend(pairs);
                 Ok(())
             }
             other => Err(s.fail(format!(

@@ -37,7 +37,7 @@
 use std::path::Path;
 
 use crate::error::DataError;
-use crate::value::{NumpyArray, PyValue};
+use crate::value::PyValue;
 
 mod assembly;
 mod encodings;
@@ -71,15 +71,6 @@ struct NoExtension;
 impl Extension for NoExtension {
     fn allows_class(&self, _module: &str, _name: &str) -> bool {
         false
-    }
-
-    fn build(
-        &self,
-        class: &str,
-        _state: Vec<(String, StateItem)>,
-        stream: &mut Stream<'_, '_>,
-    ) -> Result<NumpyArray, DataError> {
-        Err(stream.fail(format!("BUILD of `{class}` is not supported")))
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) enum Obj<'a> {
     Str(Text<'a>),
     Bytes(Blob<'a>),
     Global(Global),
+    /// An int beyond 64 bits, as decimal digits (dialects that keep objects only).
+    BigInt(Rc<str>),
     /// A container, dtype or array in the machine's heap.
     Node(usize),
 }
@@ -82,6 +84,9 @@ pub(super) enum Global {
     BytesClass,
     /// A class of the stream's [`Extension`], by `module.name`.
     Extension(Rc<str>),
+    /// Any other class or function, kept as a name, in dialects that keep objects
+    /// ([`Extension::keeps_objects`]): calling it makes an inert [`Node::Object`].
+    Opaque(Rc<str>),
 }
 
 impl Global {
@@ -105,6 +110,7 @@ impl Global {
             _ if extension.allows_class(module, name) => {
                 Global::Extension(Rc::from(format!("{module}.{name}")))
             }
+            _ if extension.keeps_objects() => Global::Opaque(Rc::from(format!("{module}.{name}"))),
             _ => return None,
         })
     }
@@ -118,7 +124,7 @@ impl Global {
             Global::NdarrayClass => "numpy.ndarray",
             Global::CodecsEncode => "_codecs.encode",
             Global::BytesClass => "builtins.bytes",
-            Global::Extension(name) => name,
+            Global::Extension(name) | Global::Opaque(name) => name,
         }
     }
 }
@@ -140,6 +146,10 @@ pub(super) enum Node<'a> {
     },
     /// An instance of an extension class, waiting for its BUILD.
     Instance(Rc<str>),
+    /// An inert instance of an opaque class ([`Global::Opaque`]).
+    Object(Box<ObjectNode<'a>>),
+    /// A persistent id (BINPERSID), kept as its value.
+    Persistent(Obj<'a>),
     /// Moved into the result.
     Taken,
 }
@@ -152,7 +162,8 @@ impl Node<'_> {
             Node::Dict(_) => "dict",
             Node::DType(_) => "numpy.dtype",
             Node::PendingArray | Node::Array(_) | Node::ObjectArray { .. } => "numpy.ndarray",
-            Node::Instance(_) => "object",
+            Node::Instance(_) | Node::Object(_) => "object",
+            Node::Persistent(_) => "persistent id",
             Node::Taken => "moved value",
         }
     }
@@ -164,9 +175,28 @@ impl Node<'_> {
                 items.iter().collect()
             }
             Node::Dict(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+            Node::Object(object) => object
+                .args
+                .iter()
+                .chain(&object.state)
+                .chain(object.dict_items.iter().flat_map(|(k, v)| [k, v]))
+                .chain(&object.list_items)
+                .collect(),
+            Node::Persistent(pid) => vec![pid],
             _ => Vec::new(),
         }
     }
+}
+
+/// An inert object: what REDUCE or NEWOBJ of an opaque class made, and what BUILD, SETITEM(S)
+/// and APPEND(S) added to it.
+#[derive(Debug)]
+pub(super) struct ObjectNode<'a> {
+    pub(super) class: Rc<str>,
+    pub(super) args: Vec<Obj<'a>>,
+    pub(super) state: Option<Obj<'a>>,
+    pub(super) dict_items: Vec<(Obj<'a>, Obj<'a>)>,
+    pub(super) list_items: Vec<Obj<'a>>,
 }
 
 /// A leaf (anything but a heap node) as a value.
@@ -189,6 +219,8 @@ pub(super) fn leaf_value(s: &Stream<'_, '_>, obj: Obj<'_>) -> Result<PyValue, Da
         Obj::Bytes(Blob::Owned(bytes)) => {
             PyValue::Bytes(Rc::try_unwrap(bytes).unwrap_or_else(|rc| rc.as_ref().clone()))
         }
+        Obj::BigInt(digits) => PyValue::BigInt(digits.to_string()),
+        Obj::Global(Global::Opaque(name)) => PyValue::Class(name.to_string()),
         Obj::Global(global) => {
             return Err(s.fail(format!(
                 "a bare reference to `{}` is not supported as a value",

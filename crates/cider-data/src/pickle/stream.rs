@@ -15,14 +15,25 @@ pub(crate) trait Extension {
     /// BUILD hands its state to [`Extension::build`].
     fn allows_class(&self, module: &str, name: &str) -> bool;
 
+    /// True for dialects that keep what they do not interpret (PyTorch checkpoints): any other
+    /// global becomes an opaque class reference, calling or instantiating it makes an inert
+    /// object holding its arguments and state, persistent ids are kept as values and ints
+    /// beyond 64 bits as their digits. Nothing is imported or run either way.
+    fn keeps_objects(&self) -> bool {
+        false
+    }
+
     /// Turns an instance of `class` (`"module.name"`) with its BUILD `state` (a dict with str
     /// keys) into an array, reading any payload that follows the BUILD opcode from `stream`.
+    /// Dialects without classes of their own refuse it.
     fn build(
         &self,
         class: &str,
-        state: Vec<(String, StateItem)>,
+        _state: Vec<(String, StateItem)>,
         stream: &mut Stream<'_, '_>,
-    ) -> Result<NumpyArray, DataError>;
+    ) -> Result<NumpyArray, DataError> {
+        Err(stream.fail(format!("BUILD of `{class}` is not supported")))
+    }
 }
 
 /// A value of an extension class's BUILD state.

@@ -1,4 +1,5 @@
-//! `cider data …`: inspect a dataset file, write the synthetic dataset, write evaluation masks.
+//! `cider data …`: inspect a dataset file, check it against the dataset catalog, write the
+//! synthetic dataset, write evaluation masks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,12 +7,15 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use cider_data::DataError;
 use cider_data::bias::{self, BiasRule};
+use cider_data::catalog::Catalog;
 use cider_data::dataset::{Dataset, Split, Task};
 use cider_data::missing::{self, EvalMissing};
 use cider_data::missing_mode::EvalMode;
 use cider_data::synth::{self, Layout, SynthConfig, Variant};
 use cider_data::value::{ArrayData, NumpyArray};
+use cider_data::verify::{FileContents, SplitFacts as VerifiedSplit};
 
 use crate::error::CliError;
 use crate::values;
@@ -20,6 +24,9 @@ use crate::values;
 pub enum DataCommand {
     /// Print per-split sample counts, shapes, class counts and feature sums of a dataset file.
     Inspect(InspectArgs),
+    /// Check a downloaded dataset file against its entry of the catalog (datasets/catalog.toml):
+    /// one line per split and key that is off; exit status 1 if any.
+    Verify(VerifyArgs),
     /// Write the built-in synthetic dataset as an MMSA-layout pickle.
     Synth(SynthArgs),
     /// Write the evaluation masks, masked inputs and counterfactual ids of one split as `.npy`.
@@ -33,6 +40,19 @@ pub struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// An MMSA pickle (`aligned_50.pkl`, `unaligned_50.pkl`) or a CIDer joblib dump.
+    file: PathBuf,
+    /// The catalog entry to check against (e.g. mosi-aligned); without it the entry is chosen
+    /// from the file's name and layout, and named.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// A catalog in the format of datasets/catalog.toml instead of the built-in one.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +110,7 @@ pub struct MaskArgs {
 pub fn run(command: DataCommand) -> Result<(), CliError> {
     match command {
         DataCommand::Inspect(args) => inspect(&args),
+        DataCommand::Verify(args) => verify(&args),
         DataCommand::Synth(args) => write_synth(&args),
         DataCommand::Mask(args) => write_masks(&args),
     }
@@ -189,6 +210,86 @@ fn inspect(args: &InspectArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// `cider data verify`: the file's format and hash, the entry and why it was chosen, what each
+/// split holds, then `ok` or one line per mismatch and an error.
+fn verify(args: &VerifyArgs) -> Result<(), CliError> {
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::from_file(path),
+        None => Catalog::builtin(),
+    }
+    .map_err(DataError::from)?;
+    let contents = FileContents::read(&args.file)?;
+    let (entry, chosen) = match &args.dataset {
+        Some(name) => {
+            let entry = catalog.entry(name).map_err(DataError::from)?;
+            (entry, format!("{name} (given with --dataset)"))
+        }
+        None => {
+            let choice = catalog
+                .choose(&args.file, contents.layout().as_ref())
+                .map_err(DataError::from)?;
+            (choice.entry, choice.to_string())
+        }
+    };
+    println!(
+        "{}: {} file, sha256 {}",
+        args.file.display(),
+        contents.format().name(),
+        contents.sha256().unwrap_or("-")
+    );
+    println!("catalog entry: {chosen}");
+    let report = contents.verify(entry);
+    print_verified_splits(&report.splits);
+    if report.matches() {
+        println!(
+            "ok: every split and key matches {} ({})",
+            entry.name, entry.title
+        );
+        return Ok(());
+    }
+    for mismatch in &report.mismatches {
+        println!("{mismatch}");
+    }
+    Err(CliError::Usage(format!(
+        "{}: {} mismatch(es) against catalog entry {}",
+        args.file.display(),
+        report.mismatches.len(),
+        entry.name
+    )))
+}
+
+/// The table of `cider data verify`: samples, the shapes of the feature arrays, `-inf` audio
+/// values and the score range of each split.
+fn print_verified_splits(splits: &[VerifiedSplit]) {
+    println!(
+        "{:<6} {:>6} {:>12} {:>14} {:>14} {:>14} {:>8} {:>14}",
+        "split", "n", "text_bert", "text", "audio", "vision", "-inf", "scores"
+    );
+    for split in splits {
+        let shape = |key: &str| {
+            split.shapes.iter().find(|(k, _)| k == key).map_or_else(
+                || "-".to_string(),
+                |(_, s)| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x"),
+            )
+        };
+        println!(
+            "{:<6} {:>6} {:>12} {:>14} {:>14} {:>14} {:>8} {:>14}",
+            split.name,
+            split
+                .samples
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+            shape("text_bert"),
+            shape("text"),
+            shape("audio"),
+            shape("vision"),
+            split.audio_neg_inf,
+            split
+                .score_range
+                .map_or_else(|| "-".to_string(), |[lo, hi]| format!("{lo:.2}..{hi:.2}")),
+        );
+    }
 }
 
 fn write_synth(args: &SynthArgs) -> Result<(), CliError> {

@@ -1,6 +1,7 @@
 //! `cider check-golden DIR`: runs the model on the inputs saved by the reference PyTorch harness
 //! and compares every forward output (largest absolute error) and, when the folder holds them,
 //! the MSSD training step's losses, gradients and updated weights (largest relative error).
+//! `--weights FILE` takes the weights from FILE (safetensors, or the reference's own `.pt`).
 
 use std::path::PathBuf;
 
@@ -26,6 +27,11 @@ const STEP_FILES: [&str; 3] = [
 pub struct GoldenArgs {
     /// A golden folder written by the reference harness (`testdata/torch-golden/<config>`).
     dir: PathBuf,
+    /// Take the weights from this file instead of `DIR/model.safetensors`: a `.safetensors`
+    /// file, or a PyTorch `.pt` / `.pth` file (a whole pickled module, as the reference saves
+    /// its models, or a state dict).
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -47,10 +53,14 @@ pub fn run(args: &GoldenArgs) -> Result<(), CliError> {
         }
     }
     let device = Default::default();
-    let forward = check_golden::<Selected>(&args.dir, &device)?;
+    let forward = check_golden::<Selected>(&args.dir, args.weights.as_deref(), &device)?;
     let has_step = STEP_FILES.iter().all(|f| args.dir.join(f).is_file());
     let step = if has_step {
-        Some(check_training_step::<SelectedAutodiff>(&args.dir, &device)?)
+        Some(check_training_step::<SelectedAutodiff>(
+            &args.dir,
+            args.weights.as_deref(),
+            &device,
+        )?)
     } else {
         None
     };
