@@ -44,7 +44,7 @@ mod run;
 
 pub use error::Error;
 pub use predict::{Frames, Prediction, Presence, Text, Utterance, class_names};
-pub use reference_import::{BERT_DIR, IMPORT_FILE, ImportedRun, import_reference};
+pub use reference_import::{BERT_DIR, IMPORT_FILE, ImportedRun, PrototypeSource, import_reference};
 pub use run::Run;
 
 /// Readers, datasets, missing-modality modes, bias words, the synthetic data (`cider-data`).

@@ -16,9 +16,9 @@
 //! read from there and saved as `best/maci.json` with the bias words of the training split.
 //!
 //! A written run directory holds `config.toml` (the task, the data file, the model options),
-//! `best/` (`model.json`, the Burn record and, with the authors' prototypes, `maci.json`), `bert/` for a BERT model (a HuggingFace folder:
-//! `config.json`, `tokenizer.json`, `model.safetensors`) and `import.json` (where it came from
-//! and what the file name said). It is written in a sibling folder and renamed into place, so
+//! `best/` (`model.json`, the Burn record and, with the authors' prototypes, `maci.json`),
+//! `bert/` for a BERT model (a HuggingFace folder: `config.json`, `tokenizer.json`,
+//! `model.safetensors`) and `import.json` (where it came from and what the file name said). It is written in a sibling folder and renamed into place, so
 //! a failure leaves nothing behind.
 
 use std::fs;
@@ -29,6 +29,7 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use cider_data::bias::bias_words;
 use cider_data::dataset::Dataset;
+use cider_data::synth::Variant;
 use cider_data::torch_file::TorchCheckpoint;
 use cider_maci::reference_checkpoint::ReferenceCheckpoint;
 use cider_maci::reference_prototypes::ReferencePrototypeFiles;
@@ -48,6 +49,18 @@ use crate::run::Run;
 pub const BERT_DIR: &str = "bert";
 /// Where an imported run came from, inside the run directory.
 pub const IMPORT_FILE: &str = "import.json";
+
+/// Where MACI's training prototypes and priors come from when a model is imported: computed
+/// from the data's training split (the default), or read from the authors' files.
+#[derive(Debug, Clone, Default)]
+pub struct PrototypeSource {
+    /// The authors' repository checkout holding `{dataset}_feats/` and `{dataset}_probs/`.
+    pub reference_dir: Option<PathBuf>,
+    /// Whose files (`mosi`, `mosei`), instead of what the checkpoint's file name says.
+    pub dataset: Option<String>,
+    /// IID or OOD training files, instead of what the checkpoint's file name says.
+    pub variant: Option<Variant>,
+}
 
 /// What [`import_reference`] wrote.
 #[derive(Debug)]
@@ -119,9 +132,8 @@ impl<B: Backend> Run<B> {
 
 /// Imports a checkpoint of the authors' code (`.pt`, a whole pickled `CIDERModel`) into the new
 /// run directory `out`, for `cider eval` and `cider infer`; `data` is the dataset file the
-/// model was trained on (see [`Run::from_reference_checkpoint`]); `prototypes`, the authors'
-/// repository folder holding `{dataset}_feats/` and `{dataset}_probs/`, if MACI's training
-/// prototypes and priors should come from there.
+/// model was trained on (see [`Run::from_reference_checkpoint`]); `prototypes` says whether
+/// MACI's training prototypes and priors come from the authors' files.
 ///
 /// # Errors
 /// As [`Run::from_reference_checkpoint`]; prototype files that are missing or do not fit the
@@ -130,7 +142,7 @@ impl<B: Backend> Run<B> {
 pub fn import_reference<B: Backend>(
     checkpoint: &Path,
     data: &Path,
-    prototypes: Option<&Path>,
+    prototypes: &PrototypeSource,
     out: &Path,
     device: &B::Device,
 ) -> Result<ImportedRun, Error> {
@@ -141,8 +153,10 @@ pub fn import_reference<B: Backend>(
         ));
     }
     let (mut run, reference) = Run::<B>::from_reference_checkpoint(checkpoint, data, device)?;
-    if let Some(root) = prototypes {
-        run.maci = Some(reference_maci(&run, &reference, checkpoint, data, root)?);
+    if let Some(root) = &prototypes.reference_dir {
+        run.maci = Some(reference_maci(
+            &run, &reference, checkpoint, data, prototypes, root,
+        )?);
     }
     let name = out
         .file_name()
@@ -209,25 +223,47 @@ fn write_run<B: Backend>(
     Ok(())
 }
 
-/// MACI's state from the authors' prototype files under `root` (which files, from the
-/// checkpoint's name) and the bias words of the training split of `data`.
+/// MACI's state from the authors' prototype files under `root` and the bias words of the
+/// training split of `data`. Which files: the model's task, alignment and cross-dataset setting,
+/// and the dataset and IID / OOD variant given in `source` or else said by the file name.
 fn reference_maci<B: Backend>(
     run: &Run<B>,
     reference: &ReferenceCheckpoint,
     checkpoint: &Path,
     data: &Path,
+    source: &PrototypeSource,
     root: &Path,
 ) -> Result<MaciState, Error> {
-    let name = reference.name.as_ref().ok_or_else(|| {
+    let name = reference.name.as_ref();
+    let unknown = |what: &str, flag: &str| {
         Error::input(
             &checkpoint.display().to_string(),
-            "the file name does not follow the reference's \
-             `{dataset}_{aligned|unaligned}_{iid|ood}_{task}_CIDER…` pattern, so it does not say \
-             which prototype files belong to it",
+            format!(
+                "the file name does not follow the reference's \
+                 `{{dataset}}_{{aligned|unaligned}}_{{iid|ood}}_{{task}}_CIDER…` pattern, so it \
+                 does not say the {what} of the prototype files; give it ({flag})"
+            ),
         )
-    })?;
+    };
+    let dataset = match (&source.dataset, name) {
+        (Some(dataset), _) => dataset.clone(),
+        (None, Some(name)) => name.dataset.clone(),
+        (None, None) => return Err(unknown("dataset", "--dataset")),
+    };
+    let variant = match (source.variant, name) {
+        (Some(variant), _) => variant,
+        (None, Some(name)) => name.variant,
+        (None, None) => return Err(unknown("IID / OOD variant", "--variant")),
+    };
+    let files = ReferencePrototypeFiles {
+        dataset,
+        variant,
+        task: run.config.task,
+        alignment: run.model_config.network.alignment,
+        cross_dataset: reference.hyper_parameters.cross_dataset,
+    };
     let n = &run.model_config.network;
-    let prototypes = ReferencePrototypeFiles::of(name).read(root, n.d_l + n.d_a + n.d_v)?;
+    let prototypes = files.read(root, n.d_l + n.d_a + n.d_v)?;
     let train = Dataset::from_path(data)?.train;
     let maci = &run.config.maci;
     let bias_words = bias_words(&train, run.config.task, maci.bias_thresh, maci.bias_rule)?;

@@ -454,6 +454,33 @@ fn import_makes_a_run_that_eval_and_infer_accept() {
         data_arg,
         "--json",
     ]);
+    // A file renamed away from the reference's pattern: dataset and variant are asked for.
+    let renamed = dir.path().join("model.pt");
+    std::fs::copy(checkpoint, &renamed).unwrap();
+    let third = dir.path().join("third");
+    let import_renamed = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            renamed.to_str().unwrap(),
+            "--data",
+            data_arg,
+            "--prototypes",
+            repo.to_str().unwrap(),
+            "--out",
+            third.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cider(&args)
+    };
+    assert_one_line_error(&import_renamed(&[]), &["model.pt", "--dataset"]);
+    assert_one_line_error(&import_renamed(&["--dataset", "mosi"]), &["--variant"]);
+    let output = import_renamed(&["--dataset", "mosi", "--variant", "iid"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(third.join("best/maci.json").is_file());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -220,8 +220,14 @@ fn the_authors_pt_files_import_to_the_golden_model() {
         let checkpoint = root.join("torch-checkpoints").join(folder).join(file);
         let data = common::tiny_bert_data(dir.path(), aligned);
         let out = dir.path().join(format!("imported-{folder}"));
-        let imported = cider::import_reference::<Selected>(&checkpoint, &data, None, &out, &device)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let imported = cider::import_reference::<Selected>(
+            &checkpoint,
+            &data,
+            &cider::PrototypeSource::default(),
+            &out,
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(imported.reference.discrepancies.is_empty());
         let mut run = Run::<Selected>::open(&out, &device).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.task(), Task::Binary);

@@ -374,15 +374,16 @@ impl ReferenceCheckpoint {
     ///
     /// # Errors
     /// [`ModelError::Config`] naming the file when it is a state dict (which holds no
-    /// configuration: one must be given), when its module is not a `CIDERModel`, or as
+    /// configuration), when its module is not a `CIDERModel`, or as
     /// [`ReferenceCheckpoint::from_module`].
     pub fn from_checkpoint(file: &TorchCheckpoint) -> Result<Self, ModelError> {
         let module = file.module().ok_or_else(|| ModelError::Config {
             source_name: file.source().to_string(),
             message: format!(
                 "a state dict (`torch.save(model.state_dict())`, {} tensors), not a whole \
-                 pickled `{CIDER_MODEL_CLASS}`: it holds no configuration, so one must be \
-                 given",
+                 pickled `{CIDER_MODEL_CLASS}`: it holds no configuration; use the file \
+                 `torch.save(model, path)` writes, or give the state dict to a model of known \
+                 configuration (`cider check-golden DIR --weights FILE`)",
                 file.tensors().len()
             ),
         })?;
@@ -639,7 +640,10 @@ mod tests {
             err.contains("state_dict.pt: bad configuration: a state dict"),
             "{err}"
         );
-        assert!(err.contains("one must be given"), "{err}");
+        assert!(
+            err.contains("holds no configuration; use the file"),
+            "{err}"
+        );
     }
 
     /// The root module of the aligned fixture, to edit.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use cider::import_reference;
+use cider::{PrototypeSource, import_reference};
+use cider_data::synth::Variant;
 use cider_train::backend::Selected;
 
 use crate::error::CliError;
@@ -25,6 +26,14 @@ pub struct ImportArgs {
     /// being computed from `--data`.
     #[arg(long, value_name = "DIR")]
     prototypes: Option<PathBuf>,
+    /// With `--prototypes`: whose files (`mosi`, `mosei`), instead of what the checkpoint's
+    /// file name says.
+    #[arg(long, requires = "prototypes")]
+    dataset: Option<String>,
+    /// With `--prototypes`: the IID or OOD training files, instead of what the checkpoint's file
+    /// name says.
+    #[arg(long, value_enum, requires = "prototypes")]
+    variant: Option<Variant>,
     /// The run directory to create.
     #[arg(long)]
     out: PathBuf,
@@ -35,7 +44,11 @@ pub fn run(args: &ImportArgs) -> Result<(), CliError> {
     let imported = import_reference::<Selected>(
         &args.checkpoint,
         &args.data,
-        args.prototypes.as_deref(),
+        &PrototypeSource {
+            reference_dir: args.prototypes.clone(),
+            dataset: args.dataset.clone(),
+            variant: args.variant,
+        },
         &args.out,
         &device,
     )?;
