@@ -86,48 +86,59 @@ impl<B: Backend> Run<B> {
         data: &Path,
         device: &B::Device,
     ) -> Result<(Self, ReferenceCheckpoint), Error> {
-        let file = TorchCheckpoint::open(checkpoint)?;
-        let mut reference = ReferenceCheckpoint::from_checkpoint(&file)?;
-        let task = reference.task().ok_or_else(|| {
-            Error::input(
-                &checkpoint.display().to_string(),
-                format!(
-                    "`output_dim` is {}, expected 3 (binary task) or 7 (seven-class task)",
-                    reference.num_classes()
-                ),
-            )
-        })?;
-        let model_config = reference.config.clone();
-        let weights = WeightFile::from_checkpoint(checkpoint, file);
-        let model = model_config
-            .init::<B>(device)?
-            .load_reference_file(&weights, device)?;
-        let config = TrainConfig {
-            out_dir: checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf(),
-            task,
-            data: DataConfig::File(FileData {
-                path: data.to_path_buf(),
-            }),
-            model: model_config.network.options.clone(),
-            ..TrainConfig::default()
-        };
-        let tokenizer = OnceLock::new();
-        if let Some(loaded) = reference.tokenizer.take() {
-            let _ = tokenizer.set(loaded);
-        }
-        let run = Run {
-            run_dir: config.out_dir.clone(),
-            model_dir: checkpoint.to_path_buf(),
-            config,
-            model_config,
-            model,
-            maci: None,
-            best: None,
-            tokenizer,
-        };
-        run.check_data(&Dataset::from_path(data)?)?;
+        let (run, reference, _) = open_reference(checkpoint, data, device)?;
         Ok((run, reference))
     }
+}
+
+/// [`Run::from_reference_checkpoint`], also giving the checkpoint's weights (an import writes
+/// the BERT's out of them).
+fn open_reference<B: Backend>(
+    checkpoint: &Path,
+    data: &Path,
+    device: &B::Device,
+) -> Result<(Run<B>, ReferenceCheckpoint, WeightFile), Error> {
+    let file = TorchCheckpoint::open(checkpoint)?;
+    let mut reference = ReferenceCheckpoint::from_checkpoint(&file)?;
+    let task = reference.task().ok_or_else(|| {
+        Error::input(
+            &checkpoint.display().to_string(),
+            format!(
+                "`output_dim` is {}, expected 3 (binary task) or 7 (seven-class task)",
+                reference.num_classes()
+            ),
+        )
+    })?;
+    let model_config = reference.config.clone();
+    let weights = WeightFile::from_checkpoint(checkpoint, file);
+    let model = model_config
+        .init::<B>(device)?
+        .load_reference_file(&weights, device)?;
+    let config = TrainConfig {
+        out_dir: checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        task,
+        data: DataConfig::File(FileData {
+            path: data.to_path_buf(),
+        }),
+        model: model_config.network.options.clone(),
+        ..TrainConfig::default()
+    };
+    let tokenizer = OnceLock::new();
+    if let Some(loaded) = reference.tokenizer.take() {
+        let _ = tokenizer.set(loaded);
+    }
+    let run = Run {
+        run_dir: config.out_dir.clone(),
+        model_dir: checkpoint.to_path_buf(),
+        config,
+        model_config,
+        model,
+        maci: None,
+        best: None,
+        tokenizer,
+    };
+    run.check_data(&Dataset::from_path(data)?)?;
+    Ok((run, reference, weights))
 }
 
 /// Imports a checkpoint of the authors' code (`.pt`, a whole pickled `CIDERModel`) into the new
@@ -152,7 +163,7 @@ pub fn import_reference<B: Backend>(
             "already exists; give a new directory to import into",
         ));
     }
-    let (mut run, reference) = Run::<B>::from_reference_checkpoint(checkpoint, data, device)?;
+    let (mut run, reference, weights) = open_reference::<B>(checkpoint, data, device)?;
     if let Some(root) = &prototypes.reference_dir {
         run.maci = Some(reference_maci(
             &run, &reference, checkpoint, data, prototypes, root,
@@ -163,7 +174,7 @@ pub fn import_reference<B: Backend>(
         .ok_or_else(|| Error::input(&out.display().to_string(), "expected a directory name"))?;
     let staging = out.with_file_name(format!(".{}.importing", name.to_string_lossy()));
     let _ = fs::remove_dir_all(&staging);
-    let written = write_run(&mut run, &reference, checkpoint, out, &staging)
+    let written = write_run(&mut run, &reference, &weights, out, &staging)
         .and_then(|()| fs::rename(&staging, out).map_err(|e| io_error(out, e)));
     if let Err(error) = written {
         let _ = fs::remove_dir_all(&staging);
@@ -179,14 +190,14 @@ pub fn import_reference<B: Backend>(
 fn write_run<B: Backend>(
     run: &mut Run<B>,
     reference: &ReferenceCheckpoint,
-    checkpoint: &Path,
+    weights: &WeightFile,
     out: &Path,
     staging: &Path,
 ) -> Result<(), Error> {
     let best = staging.join(BEST_DIR);
     fs::create_dir_all(&best).map_err(|e| io_error(&best, e))?;
     if run.config.model.text_encoder == TextSource::Bert {
-        write_bert_folder(run, checkpoint, &staging.join(BERT_DIR))?;
+        write_bert_folder(run, weights, &staging.join(BERT_DIR))?;
         run.config.model.bert_dir = Some(absolute(out)?.join(BERT_DIR));
     }
     run.config.out_dir = absolute(out)?
@@ -205,7 +216,7 @@ fn write_run<B: Backend>(
         })?;
     }
     let record = json!({
-        "source": checkpoint.display().to_string(),
+        "source": weights.path().display().to_string(),
         "class": cider_maci::reference_checkpoint::CIDER_MODEL_CLASS,
         "task": run.config.task,
         "file_name": reference.name.as_ref().map(ToString::to_string),
@@ -275,12 +286,16 @@ fn reference_maci<B: Backend>(
 }
 
 /// The BERT of the checkpoint as a HuggingFace folder: `config.json`, `tokenizer.json` and
-/// `model.safetensors` (its weights under `BertModel`'s key names).
-fn write_bert_folder<B: Backend>(run: &Run<B>, checkpoint: &Path, dir: &Path) -> Result<(), Error> {
+/// `model.safetensors` (its weights under `BertModel`'s key names, from `weights`).
+fn write_bert_folder<B: Backend>(
+    run: &Run<B>,
+    weights: &WeightFile,
+    dir: &Path,
+) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let bert = run.model_config.network.bert.as_ref().ok_or_else(|| {
         Error::input(
-            &checkpoint.display().to_string(),
+            &weights.path().display().to_string(),
             "a BERT text encoder without a BERT configuration",
         )
     })?;
@@ -288,16 +303,16 @@ fn write_bert_folder<B: Backend>(run: &Run<B>, checkpoint: &Path, dir: &Path) ->
     bert.save(&config_path)
         .map_err(|e| io_error(&config_path, e))?;
     run.tokenizer()?.save_json(&dir.join("tokenizer.json"))?;
-    let file = TorchCheckpoint::open(checkpoint)?;
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
-        .tensors()
-        .iter()
-        .filter_map(|(key, tensor)| {
-            let key = key.strip_prefix(BERT_PREFIX)?;
-            Some((key.to_string(), tensor.shape().to_vec(), tensor.to_f32()))
+    let tensors = weights
+        .keys()
+        .into_iter()
+        .filter_map(|key| Some(key.strip_prefix(BERT_PREFIX)?.to_string()))
+        .filter(|key| !key.ends_with("position_ids"))
+        .map(|key| {
+            let (shape, values) = weights.get_f32(&format!("{BERT_PREFIX}{key}"))?;
+            Ok((key, shape, values))
         })
-        .filter(|(key, _, _)| !key.ends_with("position_ids"))
-        .collect();
+        .collect::<Result<Vec<_>, Error>>()?;
     write_safetensors(&dir.join("model.safetensors"), &tensors)?;
     Ok(())
 }

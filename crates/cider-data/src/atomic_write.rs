@@ -1,4 +1,5 @@
-//! Atomic file writes for every writer of this crate (pickle, `.npy`): the bytes go to a
+//! Atomic file writes for every writer of the workspace's data files (pickle, `.npy`,
+//! safetensors, `tokenizer.json`): the bytes go to a
 //! temporary sibling of the target, are synced, then renamed over it, so readers never see a
 //! half-written file.
 
@@ -7,8 +8,12 @@ use std::path::Path;
 
 use crate::error::DataError;
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it over `path`.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it over `path`; on
+/// failure the temporary file is removed.
+///
+/// # Errors
+/// [`DataError::Invalid`] for a path without a file name, [`DataError::Io`] naming `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let name = path.file_name().ok_or_else(|| DataError::Invalid {
         what: "output path".to_string(),
         message: format!("{} has no file name", path.display()),

@@ -24,7 +24,7 @@
 
 #![warn(missing_docs)]
 
-mod atomic_write;
+pub mod atomic_write;
 pub mod batch;
 pub mod bias;
 pub mod burn_dataset;

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+use cider_data::atomic_write::write_atomically;
+
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -212,24 +214,20 @@ impl WordPieceTokenizer {
     }
 
     /// Writes the tokenizer as a HuggingFace `tokenizer.json` (read back by
-    /// [`WordPieceTokenizer::from_tokenizer_json`]), atomically.
+    /// [`WordPieceTokenizer::from_tokenizer_json`]), atomically ([`write_atomically`]).
     ///
     /// # Errors
-    /// [`ModelError::Tokenizer`] naming `path` when it cannot be written.
+    /// [`ModelError::Tokenizer`] naming `path` when the tokenizer cannot be serialised;
+    /// [`ModelError::Data`] naming it when the file cannot be written.
     pub fn save_json(&self, path: &Path) -> Result<(), ModelError> {
-        let tmp = path.with_extension("json.tmp");
-        let written = self
+        let json = self
             .tokenizer
-            .save(&tmp, false)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
-        written.map_err(|message| {
-            let _ = std::fs::remove_file(&tmp);
-            ModelError::Tokenizer {
+            .to_string(false)
+            .map_err(|e| ModelError::Tokenizer {
                 source_name: path.display().to_string(),
-                message: format!("cannot write tokenizer.json: {message}"),
-            }
-        })
+                message: format!("cannot write tokenizer.json: {e}"),
+            })?;
+        Ok(write_atomically(path, json.as_bytes())?)
     }
 
     /// The id of `token` in the vocabulary, if present.

@@ -15,6 +15,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
+use cider_data::atomic_write::write_atomically;
 use cider_data::torch_file::{TorchCheckpoint, TorchDType, TorchTensor};
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 
@@ -179,12 +180,12 @@ impl WeightFile {
     }
 }
 
-/// Writes `(key, shape, values)` tensors as a safetensors file of `f32`s, atomically (a
-/// sibling temporary file renamed into place).
+/// Writes `(key, shape, values)` tensors as a safetensors file of `f32`s, atomically
+/// ([`write_atomically`]).
 ///
 /// # Errors
-/// [`ModelError::WeightFile`] for a shape that disagrees with its values; [`ModelError::Io`]
-/// when the file cannot be written.
+/// [`ModelError::WeightFile`] for a shape that disagrees with its values; [`ModelError::Data`]
+/// naming the file when it cannot be written.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Vec<usize>, Vec<f32>)],
@@ -204,15 +205,7 @@ pub fn write_safetensors(
         .collect::<Result<Vec<_>, _>>()?;
     let serialized = safetensors::serialize(views, None)
         .map_err(|e| file_error(path, &format!("cannot serialise: {e}")))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    let written = std::fs::write(&tmp, serialized).and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    Ok(write_atomically(path, &serialized)?)
 }
 
 fn file_error(path: &Path, message: &str) -> ModelError {
