@@ -34,6 +34,7 @@ use cider_data::torch_file::TorchCheckpoint;
 use cider_maci::reference_checkpoint::ReferenceCheckpoint;
 use cider_maci::reference_prototypes::ReferencePrototypeFiles;
 use cider_model::import::BERT_PREFIX;
+use cider_model::memory_estimate::check_memory;
 use cider_model::network_config::TextSource;
 use cider_model::weights::{WeightFile, write_safetensors};
 use cider_train::checkpoint::{BEST_DIR, CheckpointError, save_model, write_file_atomically};
@@ -110,15 +111,22 @@ fn open_reference<B: Backend>(
         )
     })?;
     let model_config = reference.config.clone();
+    check_memory(
+        &model_config.network,
+        model_config.num_classes,
+        1,
+        &checkpoint.display().to_string(),
+    )?;
     let weights = WeightFile::from_checkpoint(checkpoint, file);
     let model = model_config
         .init::<B>(device)?
         .load_reference_file(&weights, device)?;
+    let run_dir = absolute(checkpoint.parent().unwrap_or(Path::new(".")))?;
     let config = TrainConfig {
-        out_dir: checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        out_dir: run_dir.clone(),
         task,
         data: DataConfig::File(FileData {
-            path: data.to_path_buf(),
+            path: absolute(data)?,
         }),
         model: model_config.network.options.clone(),
         ..TrainConfig::default()
@@ -128,7 +136,7 @@ fn open_reference<B: Backend>(
         let _ = tokenizer.set(loaded);
     }
     let run = Run {
-        run_dir: config.out_dir.clone(),
+        run_dir,
         model_dir: checkpoint.to_path_buf(),
         config,
         model_config,
@@ -200,9 +208,7 @@ fn write_run<B: Backend>(
         write_bert_folder(run, weights, &staging.join(BERT_DIR))?;
         run.config.model.bert_dir = Some(absolute(out)?.join(BERT_DIR));
     }
-    run.config.out_dir = absolute(out)?
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    run.config.out_dir = absolute(out)?;
     let toml = run.config.to_toml_string()?;
     write_file_atomically(&staging.join(CONFIG_TOML), |f| {
         std::io::Write::write_all(f, toml.as_bytes())

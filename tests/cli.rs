@@ -407,7 +407,13 @@ fn import_makes_a_run_that_eval_and_infer_accept() {
         "--out",
         other.to_str().unwrap(),
     ]);
-    assert_one_line_error(&output, &["mosi_train_binary_aligned_0.npy", "expected 89"]);
+    assert_one_line_error(
+        &output,
+        &[
+            "mosi_train_binary_aligned_0.npy",
+            "expected an array of shape [89]",
+        ],
+    );
     assert!(!other.exists());
     // Files of the right width, in the reference's layout, end up in maci.json.
     let repo = dir.path().join("repo");

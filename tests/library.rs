@@ -231,6 +231,12 @@ fn the_authors_pt_files_import_to_the_golden_model() {
         assert!(imported.reference.discrepancies.is_empty());
         let mut run = Run::<Selected>::open(&out, &device).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.task(), Task::Binary);
+        // The run directory is the one written, and the data path works from anywhere.
+        assert_eq!(run.config.out_dir, std::path::absolute(&out).unwrap());
+        let cider::DataConfig::File(file) = &run.config.data else {
+            panic!("{:?}", run.config.data)
+        };
+        assert!(file.path.is_absolute() && file.path.ends_with(data.file_name().unwrap()));
         let test = Dataset::from_path(&data).unwrap().test;
         let ours = run.predict_split(&test, Some(0.5), &device).unwrap();
         // The same data through the golden folder's own weights (safetensors).
@@ -288,6 +294,34 @@ fn the_authors_pt_files_import_to_the_golden_model() {
             folder,
         );
     }
+}
+
+#[test]
+fn an_import_that_fails_while_writing_leaves_nothing_behind() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let (folder, file, aligned) = REFERENCE_FILES[0];
+    let dir = tempfile::tempdir().unwrap();
+    // A data file under a name that is not UTF-8 reads fine but cannot go into config.toml,
+    // which is written after the BERT folder and the model record.
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"data-\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    let data = common::tiny_bert_data(&odd, aligned);
+    let out = dir.path().join("imported");
+    let error = cider::import_reference::<Selected>(
+        &root.join("torch-checkpoints").join(folder).join(file),
+        &data,
+        &cider::PrototypeSource::default(),
+        &out,
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("UTF-8"), "{error}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [odd.file_name().unwrap()], "{left:?}");
 }
 
 /// The factual probabilities of one utterance through the imported run directory.

@@ -227,6 +227,9 @@ impl PyObject {
     }
 }
 
+/// The classes whose objects [`PyValue::entries`] reads as mappings.
+const MAPPING_CLASSES: [&str; 2] = ["collections.OrderedDict", "builtins.dict"];
+
 impl PyValue {
     /// A short name of the value's Python type, for error messages.
     pub fn type_name(&self) -> &'static str {
@@ -248,12 +251,17 @@ impl PyValue {
         }
     }
 
-    /// The key/value pairs of a mapping: a dict, or an object filled by SETITEM(S) such as an
-    /// `OrderedDict`; `None` for anything else.
+    /// The key/value pairs of a mapping: a dict, or a `collections.OrderedDict` (an object
+    /// filled by SETITEM(S), built with no arguments); `None` for anything else, other classes
+    /// filled by SETITEMS included.
     pub fn entries(&self) -> Option<&[(PyValue, PyValue)]> {
         match self {
             PyValue::Dict(pairs) => Some(pairs),
-            PyValue::Object(object) if object.args.is_empty() && object.list_items.is_empty() => {
+            PyValue::Object(object)
+                if MAPPING_CLASSES.contains(&object.class.as_str())
+                    && object.args.is_empty()
+                    && object.list_items.is_empty() =>
+            {
                 Some(&object.dict_items)
             }
             _ => None,
@@ -267,5 +275,34 @@ impl PyValue {
             .iter()
             .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
             .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(class: &str, args: Vec<PyValue>) -> PyValue {
+        PyValue::Object(Box::new(PyObject {
+            class: class.to_string(),
+            args,
+            state: None,
+            dict_items: vec![(PyValue::Str("w".into()), PyValue::Int(1))],
+            list_items: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn only_dicts_and_ordered_dicts_are_mappings() {
+        let ordered = object("collections.OrderedDict", Vec::new());
+        assert_eq!(ordered.get("w"), Some(&PyValue::Int(1)));
+        assert_eq!(ordered.get("v"), None);
+        // Another class filled by SETITEMS, and an OrderedDict built from arguments, are not.
+        assert_eq!(object("os.environ", Vec::new()).entries(), None);
+        assert_eq!(
+            object("collections.OrderedDict", vec![PyValue::None]).entries(),
+            None
+        );
+        assert_eq!(PyValue::List(Vec::new()).entries(), None);
     }
 }

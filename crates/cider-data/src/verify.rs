@@ -326,20 +326,30 @@ impl SplitCheck<'_> {
             }
         }
 
-        // N: the first per-sample array there is.
-        let n = ["text_bert", "audio", "vision", "regression_labels"]
+        // N: the count most per-sample arrays agree on (the first of a tie), so one array
+        // of another length is the one reported. A file of another size than the catalog's
+        // gets one line for it, and its arrays are checked against its own N.
+        let leading: Vec<usize> = ["text_bert", "text", "audio", "vision", "regression_labels"]
             .iter()
-            .find_map(|key| match split.get(key) {
+            .filter_map(|key| match split.get(key) {
                 Some(PyValue::Array(a)) if !a.shape().is_empty() => Some(a.shape()[0]),
                 _ => None,
-            });
-        facts.samples = n;
-        if let (Some(n), Some(want)) = (n, self.entry.samples.of(self.name))
+            })
+            .collect();
+        let observed = leading.iter().copied().max_by_key(|&n| {
+            let first = leading.iter().position(|&m| m == n);
+            (
+                leading.iter().filter(|&&m| m == n).count(),
+                std::cmp::Reverse(first),
+            )
+        });
+        facts.samples = observed;
+        if let (Some(n), Some(want)) = (observed, self.entry.samples.of(self.name))
             && n != want
         {
             self.push(None, format!("{n} samples, expected {want}"));
         }
-        let n = n.unwrap_or(0);
+        let n = observed.unwrap_or(0);
 
         let d = self.entry.dims;
         let arrays: [(&str, [usize; 3], &str); 4] = [
@@ -898,6 +908,32 @@ mod tests {
             ]
         );
         assert!(!report.matches());
+    }
+
+    #[test]
+    fn the_one_array_of_another_length_is_the_one_reported() {
+        let file = "mosi_aligned_50_tiny.pkl";
+        let entry = fixture_entry("mosi-aligned", file);
+        let mut value = read(file).value;
+        // text_bert, the first per-sample array, loses its last sample.
+        let text_bert = array_of(&value, "train", "text_bert");
+        let [n, three, t_l] = [0, 1, 2].map(|i| text_bert.shape()[i]);
+        let values = text_bert.to_f64().unwrap()[..(n - 1) * three * t_l].to_vec();
+        let short = NumpyArray::new(vec![n - 1, three, t_l], ArrayData::F64(values)).unwrap();
+        edit(
+            &mut value,
+            "train",
+            "text_bert",
+            Some(PyValue::Array(short)),
+        );
+        let expected = format!(
+            "train/text_bert: shape [{}, {three}, {t_l}], expected [{n}, {three}, {t_l}] = \
+             [N, 3, T_l]",
+            n - 1
+        );
+        let report = FileContents::from_value(value, "copy.pkl", FileFormat::Pickle).verify(&entry);
+        assert_eq!(lines(&report), [expected]);
+        assert_eq!(report.splits[0].samples, Some(n));
     }
 
     #[test]

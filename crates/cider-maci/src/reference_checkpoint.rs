@@ -395,7 +395,8 @@ impl ReferenceCheckpoint {
     ///
     /// # Errors
     /// [`ModelError::Config`] naming the file and the attribute, as
-    /// [`ReferenceHyperParameters::from_module`] and, for the tokenizer,
+    /// [`ReferenceHyperParameters::from_module`]; naming the file, for hyper-parameters that
+    /// make no valid model ([`NetworkConfig::validate`]); and, for the tokenizer,
     /// [`hf_pickle::bert_tokenizer`] (or [`ModelError::Tokenizer`] from it).
     pub fn from_module(module: &PyObject, source: &str) -> Result<Self, ModelError> {
         let root = Pickled::root(module, source);
@@ -408,6 +409,14 @@ impl ReferenceCheckpoint {
                 hyper_parameters.l_len,
             )?),
         };
+        let config = hyper_parameters.to_config();
+        config.network.validate().map_err(|e| match e {
+            ModelError::Config { message, .. } => ModelError::Config {
+                source_name: source.to_string(),
+                message: format!("the pickled hyper-parameters do not make a model: {message}"),
+            },
+            other => other,
+        })?;
         let name = ReferenceFileName::from_path(Path::new(source));
         let discrepancies = name
             .as_ref()
@@ -415,7 +424,7 @@ impl ReferenceCheckpoint {
             .unwrap_or_default();
         Ok(Self {
             source: source.to_string(),
-            config: hyper_parameters.to_config(),
+            config,
             hyper_parameters,
             tokenizer,
             name,
@@ -722,6 +731,18 @@ mod tests {
             error_of(&m).ends_with("`num_heads`: expected a non-negative int, got str \"8\""),
             "{}",
             error_of(&m)
+        );
+
+        // Well-typed but impossible: 32 dimensions in 5 heads.
+        let mut m = module();
+        *entry(state(&mut m), "num_heads") = PyValue::Int(5);
+        let err = error_of(&m);
+        assert!(
+            err.starts_with(
+                "dir/model.pt: bad configuration: the pickled hyper-parameters do not make a \
+                 model: "
+            ) && err.contains("num_heads"),
+            "{err}"
         );
 
         let mut m = module();

@@ -15,7 +15,6 @@ use cider_model::network_config::Alignment;
 
 use crate::error::MaciError;
 use crate::prototypes::Prototypes;
-use crate::reference_checkpoint::ReferenceFileName;
 
 /// Which of the reference's prototype files belong to a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +32,6 @@ pub struct ReferencePrototypeFiles {
 }
 
 impl ReferencePrototypeFiles {
-    /// The files of the model a reference file name describes.
-    pub fn of(name: &ReferenceFileName) -> Self {
-        Self {
-            dataset: name.dataset.clone(),
-            variant: name.variant,
-            task: name.task,
-            alignment: name.alignment,
-            cross_dataset: name.cross_dataset,
-        }
-    }
-
     fn folder(&self, root: &Path, kind: &str) -> PathBuf {
         let variant = match self.variant {
             Variant::Iid => "iid",
@@ -90,21 +78,26 @@ impl ReferencePrototypeFiles {
     /// prototype `[width]` (`d_l + d_a + d_v` of the model) and the priors `[C]`.
     ///
     /// # Errors
-    /// [`MaciError::Data`] for a missing or malformed `.npy`; [`MaciError::Length`] naming the
-    /// file when an array has another length than the model needs.
+    /// [`MaciError::Data`] for a missing or malformed `.npy`; [`MaciError::File`] naming the
+    /// file and its shape when an array is not the vector the model needs, or not numbers.
     pub fn read(&self, root: &Path, width: usize) -> Result<Prototypes, MaciError> {
         let classes = self.task.num_classes();
         let vector = |path: PathBuf, expected: usize| -> Result<Vec<f32>, MaciError> {
             let array = npy::from_path(&path)?;
-            let values = array.to_f64().filter(|_| array.shape().len() == 1);
-            match values {
-                Some(values) if values.len() == expected => {
+            let shape = array.shape();
+            match array.to_f64() {
+                Some(values) if shape == [expected] => {
                     Ok(values.into_iter().map(|v| v as f32).collect())
                 }
-                _ => Err(MaciError::Length {
-                    what: path.display().to_string(),
-                    expected,
-                    found: array.data().len(),
+                Some(_) => Err(MaciError::File {
+                    file: path.display().to_string(),
+                    expected: format!("an array of shape [{expected}]"),
+                    found: format!("shape {shape:?}"),
+                }),
+                None => Err(MaciError::File {
+                    file: path.display().to_string(),
+                    expected: "a float or integer array".into(),
+                    found: format!("{:?} values", array.dtype()),
                 }),
             }
         };
@@ -119,14 +112,20 @@ impl ReferencePrototypeFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cider_data::{ArrayData, NumpyArray};
 
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/reference-maci")
     }
 
     fn mosi_binary_aligned() -> ReferencePrototypeFiles {
-        let name = ReferenceFileName::parse("mosi_aligned_iid_binary_CIDER_trial_0.pt").unwrap();
-        ReferencePrototypeFiles::of(&name)
+        ReferencePrototypeFiles {
+            dataset: "mosi".into(),
+            variant: Variant::Iid,
+            task: Task::Binary,
+            alignment: Alignment::Aligned,
+            cross_dataset: false,
+        }
     }
 
     #[test]
@@ -169,7 +168,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("mosi_train_binary_aligned_0.npy") && err.contains("expected 89"),
+            err.contains("mosi_train_binary_aligned_0.npy: expected an array of shape [89], found shape [793]"),
+            "{err}"
+        );
+        // A prototype of the right size but saved as a row, `[1, 793]`.
+        let dir = tempfile::tempdir().unwrap();
+        let files = mosi_binary_aligned();
+        for class in 0..3 {
+            let path = files.feature_path(dir.path(), class);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let row = NumpyArray::new(vec![1, 793], ArrayData::F32(vec![0.5; 793])).unwrap();
+            npy::to_path(&row, &path).unwrap();
+        }
+        let err = files.read(dir.path(), 793).unwrap_err().to_string();
+        assert!(
+            err.ends_with("_0.npy: expected an array of shape [793], found shape [1, 793]"),
             "{err}"
         );
         let unaligned = ReferencePrototypeFiles {

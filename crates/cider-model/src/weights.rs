@@ -1,6 +1,7 @@
 //! Reading named tensors from PyTorch-world weight files (safetensors, and `pytorch_model.bin`
 //! / `.pt` / `.pth` through cider-data's checkpoint reader, which runs nothing from the file:
-//! a state dict or a whole pickled module) and moving them into Burn parameters, with every
+//! a state dict or a whole pickled module, in the zip format of PyTorch ≥ 1.6; older bare
+//! pickle files are refused with a line saying to re-save them) and moving them into Burn parameters, with every
 //! missing, unexpected and mis-shaped key collected into one [`ModelError::Weights`].
 //!
 //! [`WeightFile`] gives raw `(shape, Vec<f32>)` tensors by key; [`WeightLoader`] walks a module

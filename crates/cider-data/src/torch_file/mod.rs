@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::DataError;
-use crate::pickle::{Extension, Stream};
+use crate::pickle::{BUDGET_FACTOR, Extension, Stream, budget_for};
 use crate::value::{PyObject, PyValue};
 
 mod archive;
@@ -68,15 +68,32 @@ impl TorchCheckpoint {
         let root = Stream::new(&pickle, &pickle_source, &KeepObjects).load()?;
         let (contents, refs) = collect(&root).map_err(fail)?;
         let is_module = matches!(contents, Contents::Module);
+        // Storages and tensor copies are charged to the budget of a pickle of the file's
+        // size: a stored record costs its own bytes in the file, so only deflated records and
+        // many keys viewing one storage can reach the limit.
+        let mut left = budget_for(bytes.len());
+        let mut charge = |len: usize, what: &str| {
+            left = left.checked_sub(len).ok_or_else(|| {
+                fail(format!(
+                    "{what} would take the checkpoint beyond {} bytes ({} per file byte \
+                     plus {} MiB); refusing",
+                    budget_for(bytes.len()),
+                    BUDGET_FACTOR,
+                    budget_for(0) >> 20
+                ))
+            })?;
+            Ok::<(), DataError>(())
+        };
         let mut storages: HashMap<&str, Vec<u8>> = HashMap::new();
         let mut tensors = BTreeMap::new();
         for (key, tensor) in &refs {
             let storage = &tensor.storage;
+            let len = storage
+                .numel
+                .checked_mul(storage.dtype.size())
+                .ok_or_else(|| fail(format!("`{key}`: storage size overflows")))?;
             if !storages.contains_key(storage.key) {
-                let len = storage
-                    .numel
-                    .checked_mul(storage.dtype.size())
-                    .ok_or_else(|| fail(format!("`{key}`: storage size overflows")))?;
+                charge(len, &format!("`{key}`'s storage of {len} bytes"))?;
                 let record = format!("data/{}", storage.key);
                 let bytes = archive.record(&record, Some(len as u64))?.ok_or_else(|| {
                     fail(format!("`{key}`: the zip has no storage record `{record}`"))
@@ -84,12 +101,13 @@ impl TorchCheckpoint {
                 storages.insert(storage.key, bytes);
             }
             let bytes = &storages[storage.key];
-            if bytes.len() != storage.numel * storage.dtype.size() {
+            if bytes.len() != len {
                 return Err(fail(format!(
                     "`{key}`: storage `{}` is shared with a tensor of another type or size",
                     storage.key
                 )));
             }
+            charge(tensor.byte_len(), &format!("a copy of `{key}`"))?;
             let value = tensor
                 .read(bytes)
                 .map_err(|message| fail(format!("`{key}`: {message}")))?;
@@ -281,18 +299,60 @@ mod tests {
         zip.finish().unwrap().into_inner()
     }
 
-    /// `{'w': _rebuild_tensor_v2(('storage', <class>, '0', 'cuda:0', numel), offset, size,
-    /// stride, False, OrderedDict())}` built by `rebuild` (`module\nname`), protocol 2.
-    fn state_dict_pickle(rebuild: &str, class: &str, numel: u8, size: u8) -> Vec<u8> {
-        let mut p = b"\x80\x02}X\x01\x00\x00\x00w".to_vec();
-        p.extend_from_slice(format!("c{rebuild}\n").as_bytes());
+    /// `_rebuild_tensor_v2(('storage', <class>, '0', 'cuda:0', numel), 0, (size,), (1,),
+    /// False, OrderedDict()[, metadata])` built by `rebuild` (`module\nname`); `numel` is an int
+    /// opcode with its argument, `metadata` pickled ops (empty for none).
+    fn tensor_pickle(
+        rebuild: &str,
+        class: &str,
+        numel: &[u8],
+        size: u8,
+        metadata: &[u8],
+    ) -> Vec<u8> {
+        let mut p = format!("c{rebuild}\n").into_bytes();
         p.extend_from_slice(b"((X\x07\x00\x00\x00storage");
         p.extend_from_slice(format!("c{class}\n").as_bytes());
-        p.extend_from_slice(b"X\x01\x00\x00\x000X\x06\x00\x00\x00cuda:0K");
-        p.extend_from_slice(&[numel, b't', b'Q', b'K', 0, b'K', size, 0x85, b'K', 1, 0x85]);
-        p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtRs.");
+        p.extend_from_slice(b"X\x01\x00\x00\x000X\x06\x00\x00\x00cuda:0");
+        p.extend_from_slice(numel);
+        p.extend_from_slice(&[b't', b'Q', b'K', 0, b'K', size, 0x85, b'K', 1, 0x85]);
+        p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)R");
+        p.extend_from_slice(metadata);
+        p.extend_from_slice(b"tR");
         p
     }
+
+    /// An `OrderedDict` of `entries` (key, pickled value), in order, as pickle ops.
+    fn ordered_dict(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut p = b"ccollections\nOrderedDict\n)R(".to_vec();
+        for (key, value) in entries {
+            p.push(b'X');
+            p.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            p.extend_from_slice(key.as_bytes());
+            p.extend_from_slice(value);
+        }
+        p.push(b'u');
+        p
+    }
+
+    /// A protocol-2 pickle of `ordered_dict(entries)`, as `torch.save(model.state_dict())`
+    /// writes it.
+    fn dict_pickle(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut p = b"\x80\x02".to_vec();
+        p.extend_from_slice(&ordered_dict(entries));
+        p.push(b'.');
+        p
+    }
+
+    /// `{'w': <tensor_pickle>}` with a small numel.
+    fn state_dict_pickle(rebuild: &str, class: &str, numel: u8, size: u8) -> Vec<u8> {
+        dict_pickle(&[(
+            "w",
+            tensor_pickle(rebuild, class, &[b'K', numel], size, b""),
+        )])
+    }
+
+    const REBUILD: &str = "torch._utils\n_rebuild_tensor_v2";
+    const FLOAT: &str = "torch\nFloatStorage";
 
     fn checkpoint_error(bytes: &[u8]) -> String {
         match TorchCheckpoint::from_bytes(bytes, "bad.pt") {
@@ -306,12 +366,7 @@ mod tests {
 
     #[test]
     fn a_gpu_saved_state_dict_loads() {
-        let pickle = state_dict_pickle(
-            "torch._utils\n_rebuild_tensor_v2",
-            "torch\nFloatStorage",
-            3,
-            2,
-        );
+        let pickle = state_dict_pickle(REBUILD, FLOAT, 3, 2);
         let record = f32_bytes(&[1.5, -2.0, 4.0]);
         let file = zip_of(&[
             ("archive/data.pkl", &pickle),
@@ -346,22 +401,12 @@ mod tests {
              torch._utils._rebuild_parameter"
         );
         // A storage class that is not one.
-        let fake = state_dict_pickle("torch._utils\n_rebuild_tensor_v2", "os\nsystem", 3, 2);
+        let fake = state_dict_pickle(REBUILD, "os\nsystem", 3, 2);
         assert!(checkpoint_error(&with(&fake, &record)).contains("`os.system`"));
         // A storage shorter than its tensor, and a record shorter than its storage.
-        let long = state_dict_pickle(
-            "torch._utils\n_rebuild_tensor_v2",
-            "torch\nFloatStorage",
-            3,
-            5,
-        );
+        let long = state_dict_pickle(REBUILD, FLOAT, 3, 5);
         assert!(checkpoint_error(&with(&long, &record)).contains("beyond a storage of 3"));
-        let good = state_dict_pickle(
-            "torch._utils\n_rebuild_tensor_v2",
-            "torch\nFloatStorage",
-            3,
-            2,
-        );
+        let good = state_dict_pickle(REBUILD, FLOAT, 3, 2);
         let message = checkpoint_error(&with(&good, &record[..8]));
         assert!(
             message.contains("holds 8 bytes, the pickle says 12"),
@@ -383,6 +428,90 @@ mod tests {
         assert!(checkpoint_error(&script).contains("TorchScript"));
         let big = zip_of(&[("a/data.pkl", &good), ("a/byteorder", b"big")]);
         assert!(checkpoint_error(&big).contains("big-endian"));
+    }
+
+    #[test]
+    fn tensors_that_read_wrongly_or_twice_are_refused() {
+        let record = f32_bytes(&[0.0; 3]);
+        let file = |entries: &[(&str, Vec<u8>)]| {
+            zip_of(&[
+                ("archive/data.pkl", &dict_pickle(entries)),
+                ("archive/data/0", &record),
+            ])
+        };
+        let plain = tensor_pickle(REBUILD, FLOAT, b"K\x03", 2, b"");
+        // A module with a parameter and a buffer of one name: both would be the key `w`.
+        let mut module = b"\x80\x02ctorch.nn\nLinear\n)\x81}(".to_vec();
+        for (name, table) in [
+            ("_parameters", ordered_dict(&[("w", plain.clone())])),
+            ("_buffers", ordered_dict(&[("w", plain.clone())])),
+            ("_modules", ordered_dict(&[])),
+        ] {
+            module.push(b'X');
+            module.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            module.extend_from_slice(name.as_bytes());
+            module.extend_from_slice(&table);
+        }
+        module.extend_from_slice(b"ub.");
+        let message = checkpoint_error(&zip_of(&[
+            ("archive/data.pkl", &module),
+            ("archive/data/0", &record),
+        ]));
+        assert_eq!(message, "the state dict has the key `w` twice");
+        // Tensor metadata (a 7th argument with entries) changes what the tensor is.
+        let tagged = tensor_pickle(REBUILD, FLOAT, b"K\x03", 2, b"}X\x01\x00\x00\x00aK\x01s");
+        let message = checkpoint_error(&file(&[("w", tagged)]));
+        assert!(
+            message.contains("`w`: torch._utils._rebuild_tensor_v2 carries tensor metadata"),
+            "{message}"
+        );
+        // An empty metadata dict is what a plain tensor may carry.
+        let empty = tensor_pickle(REBUILD, FLOAT, b"K\x03", 2, b"}");
+        let checkpoint = TorchCheckpoint::from_bytes(&file(&[("w", empty)]), "ok.pt").unwrap();
+        assert_eq!(checkpoint.tensors()["w"].shape(), &[2]);
+        // A second key on the same storage whose numel overflows: an error, not a panic.
+        let mut huge = b"\x8a\x08".to_vec();
+        huge.extend_from_slice(&i64::MAX.to_le_bytes());
+        let message = checkpoint_error(&file(&[
+            ("a", plain.clone()),
+            ("b", tensor_pickle(REBUILD, FLOAT, &huge, 2, b"")),
+        ]));
+        assert_eq!(message, "`b`: storage size overflows");
+    }
+
+    #[test]
+    fn many_keys_viewing_one_storage_stay_within_the_budget() {
+        // One 1 MiB storage viewed whole by many keys: the budget of a file of just over 1 MiB
+        // is 64 × 1 MiB + 64 MiB plus a little, so 40 copies pass, and after the storage and
+        // 128 copies (129 MiB) the copy of the 129th key, `k128`, is refused.
+        let numel: u32 = 1 << 18;
+        let record = vec![0u8; 1 << 20];
+        let mut op = vec![b'J'];
+        op.extend_from_slice(&numel.to_le_bytes());
+        let view = |keys: usize| {
+            let mut tensor = format!("c{REBUILD}\n").into_bytes();
+            tensor.extend_from_slice(b"((X\x07\x00\x00\x00storage");
+            tensor.extend_from_slice(format!("c{FLOAT}\n").as_bytes());
+            tensor.extend_from_slice(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpu");
+            tensor.extend_from_slice(&op);
+            tensor.extend_from_slice(b"tQK\x00");
+            tensor.extend_from_slice(&op);
+            tensor.extend_from_slice(b"\x85K\x01\x85\x89}tR");
+            let names: Vec<String> = (0..keys).map(|i| format!("k{i:03}")).collect();
+            let entries: Vec<(&str, Vec<u8>)> =
+                names.iter().map(|n| (n.as_str(), tensor.clone())).collect();
+            zip_of(&[
+                ("archive/data.pkl", &dict_pickle(&entries)),
+                ("archive/data/0", &record),
+            ])
+        };
+        let checkpoint = TorchCheckpoint::from_bytes(&view(40), "shared.pt").unwrap();
+        assert_eq!(checkpoint.tensors().len(), 40);
+        let message = checkpoint_error(&view(200));
+        assert!(
+            message.starts_with("a copy of `k128` would take the checkpoint beyond"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub(super) struct TensorRef<'v> {
 }
 
 impl TensorRef<'_> {
+    /// Bytes of the tensor's contiguous copy (saturating: an overflowing size is refused when
+    /// the view is checked).
+    pub(super) fn byte_len(&self) -> usize {
+        self.size
+            .iter()
+            .fold(self.storage.dtype.size(), |acc, &d| acc.saturating_mul(d))
+    }
+
     /// The tensor, from the storage's bytes.
     pub(super) fn read(&self, storage: &[u8]) -> Result<TorchTensor, String> {
         TorchTensor::view(
@@ -73,7 +81,7 @@ pub(super) fn collect(
                         key.type_name()
                     ));
                 };
-                out.insert(key.clone(), tensor_ref(value, key)?);
+                insert_new(&mut out, key.clone(), tensor_ref(value, key)?)?;
             }
             Ok((Contents::StateDict, out))
         }
@@ -86,6 +94,20 @@ pub(super) fn collect(
             other.type_name()
         )),
     }
+}
+
+/// Adds `tensor` under `key`; a key seen before is an error (`torch.save` never writes one
+/// twice, and keeping either would silently drop the other).
+fn insert_new<'v>(
+    out: &mut BTreeMap<String, TensorRef<'v>>,
+    key: String,
+    tensor: TensorRef<'v>,
+) -> Result<(), String> {
+    if out.contains_key(&key) {
+        return Err(format!("the state dict has the key `{key}` twice"));
+    }
+    out.insert(key, tensor);
+    Ok(())
 }
 
 /// Adds the parameters and persistent buffers of `module` and its submodules under `prefix`.
@@ -102,7 +124,7 @@ fn walk_module<'v>(
             }
             let key = format!("{prefix}{name}");
             let tensor = tensor_ref(value, &key)?;
-            out.insert(key, tensor);
+            insert_new(out, key, tensor)?;
         }
     }
     for (name, value) in named(module, "_modules", prefix)? {
@@ -226,12 +248,27 @@ fn rebuilt<'v>(object: &'v PyObject, key: &str) -> Result<TensorRef<'v>, String>
             object.args.len()
         ));
     }
+    if let Some(metadata) = object.args.get(6)
+        && !is_empty_mapping(metadata)
+    {
+        return Err(format!(
+            "`{key}`: {REBUILD_TENSOR} carries tensor metadata ({}); only plain tensors \
+             are supported",
+            describe(metadata)
+        ));
+    }
     Ok(TensorRef {
         storage: storage_ref(pid, key)?,
         offset: index(offset, key, "storage offset")?,
         size: indices(size, key, "size")?,
         stride: indices(stride, key, "stride")?,
     })
+}
+
+/// `None` or a mapping with no entries: what `torch.save` writes as the metadata of a plain
+/// tensor.
+fn is_empty_mapping(value: &PyValue) -> bool {
+    matches!(value, PyValue::None) || value.entries().is_some_and(<[_]>::is_empty)
 }
 
 /// The storage of a `('storage', <class>, key, location, numel)` persistent id.
