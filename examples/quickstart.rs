@@ -34,7 +34,8 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
         }
     })?;
 
-    // 2. Evaluate the selected model at four missing rates (τ chosen on validation).
+    // 2. Evaluate the selected model at four missing rates (τ chosen without test labels, by
+    //    the default rule; `tau: TauChoice::Validation` would take the validation split's best).
     let run = Run::<DefaultBackend>::open(run_dir, &Default::default())?;
     let data = run.config.data.load()?;
     let protocol = ProtocolConfig {
@@ -44,8 +45,9 @@ fn quickstart(run_dir: &std::path::Path) -> Result<(), cider::Error> {
     let headline = Metric::headline(task);
     let results = run.evaluate(&data, &data, "test", &protocol, &Default::default(), |_| {})?;
     println!(
-        "\nRMFM rate  {headline} (τ = {} from validation)",
-        results.tau.value()
+        "\nRMFM rate  {headline} (τ = {} by the `{}` rule)",
+        results.tau.value(),
+        results.config.tau
     );
     for point in &results.points {
         println!(

@@ -47,7 +47,7 @@ def main():
         full = load(run / "eval-ood" / "results.json")
         chosen.append(full["metrics"][METRIC][0])
         oracle.append(full["oracle"]["metrics"][METRIC][0])
-        taus.append(f"{full['tau']['validation']:.1f}")
+        taus.append(f"{full['tau'].get('value', full['tau'].get('validation')):.1f}")
     print(f"| τ = 0 (no counterfactual debiasing) | {mean_std(tau0)} | 0 |")
     print(f"| τ chosen on validation | {mean_std(chosen)} | {', '.join(taus)} |")
     print(f"| oracle τ (max over τ on the test labels) | {mean_std(oracle)} | per metric |")

@@ -63,6 +63,7 @@ pub use cider_data::missing_mode::EvalMode;
 pub use cider_data::synth::SynthConfig;
 pub use cider_maci::counterfactual::TauSelection;
 pub use cider_maci::full_model::{Cider, CiderConfig};
+pub use cider_maci::tau_rules::TauChoice;
 pub use cider_model::network_config::NetworkOptions;
 pub use cider_train::evaluate::{ProtocolConfig, ProtocolResults, run_protocol};
 pub use cider_train::train_config::{DataConfig, TrainConfig};
@@ -90,7 +91,7 @@ pub mod prelude {
     pub use crate::{CpuBackend, CpuTrainingBackend};
     pub use crate::{
         Dataset, Error, EvalMode, Frames, Prediction, Presence, ProtocolConfig, Run, Split, Task,
-        TauSelection, Text, TrainConfig, TrainProgress, Trainer, Utterance,
+        TauChoice, TauSelection, Text, TrainConfig, TrainProgress, Trainer, Utterance,
     };
     #[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
     pub use crate::{DefaultBackend, DefaultTrainingBackend};

@@ -336,6 +336,21 @@ fn negative_and_out_of_range_flags_give_their_range() {
             vec!["--seed", "[0, "],
         ),
         (
+            vec!["eval", "--checkpoint", "run", "--tau", "0.75"],
+            vec![
+                "--tau",
+                "`0.75`: expected one of validation, balanced-validation",
+            ],
+        ),
+        (
+            vec!["eval", "--checkpoint", "run", "--tau", "valdation"],
+            vec!["--tau", "`valdation`", "a τ of the grid 0, 0.1, …, 3"],
+        ),
+        (
+            vec!["eval", "--checkpoint", "run", "--shift", "label"],
+            vec!["--variant"],
+        ),
+        (
             vec!["eval", "--checkpoint", "run", "--rates", "-0.1:1:0.1"],
             vec!["--rates", "-0.1"],
         ),

@@ -551,7 +551,8 @@ fn eval_plot_and_infer_on_a_trained_run() {
     let trapezoid: f64 = values.windows(2).map(|w| (w[0] + w[1]) / 2.0 * 0.25).sum();
     let auilc = results["auilc"]["Non0_acc_2"].as_f64().unwrap();
     assert!((auilc - trapezoid).abs() < 1e-12, "{auilc} vs {trapezoid}");
-    let tau = results["tau"]["validation"].as_f64().unwrap();
+    let tau = results["tau"]["value"].as_f64().unwrap();
+    assert_eq!(results["tau"]["rule"], "shift-gated");
     assert!((0.0..=3.0).contains(&tau));
     for (m, o) in values.iter().zip(
         results["oracle"]["metrics"]["Non0_acc_2"]
@@ -696,8 +697,62 @@ fn eval_variant_selects_the_synthetic_test_split() {
     assert_eq!(iid["config"]["variant"], "iid");
     assert_ne!(iid["metrics"], ood["metrics"], "the two test splits differ");
     assert_eq!(
-        iid["tau"], ood["tau"],
-        "τ comes from the shared validation split"
+        iid["tau"]["rules"]["validation"], ood["tau"]["rules"]["validation"],
+        "validation's τ comes from the shared validation split"
+    );
+    assert_eq!(ood["tau"]["rule"], "shift-gated");
+    assert_eq!(ood["config"]["shift"], "both");
+
+    // A rule that reads the evaluated split: its τ is one the file lists for every rule, and
+    // the metrics are the sweep's column at that τ.
+    let label = eval(
+        "label",
+        &[
+            "--variant",
+            "ood",
+            "--shift",
+            "label",
+            "--tau",
+            "prior-matching",
+        ],
+    );
+    assert_eq!(label["config"]["shift"], "label");
+    assert_eq!(label["tau"]["rule"], "prior-matching");
+    assert!(
+        label["tau"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("EM prior estimate ["),
+        "{}",
+        label["tau"]
+    );
+    let tau = label["tau"]["value"].as_f64().unwrap();
+    assert_eq!(label["tau"]["rules"]["prior-matching"].as_f64(), Some(tau));
+    let column = (tau * 10.0).round() as usize;
+    for (k, row) in label["sweep"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(row[column], label["metrics"]["Non0_acc_2"][k]);
+    }
+    assert_ne!(label["metrics"], ood["metrics"], "another test split");
+    let output = cider(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--variant",
+        "iid",
+        "--shift",
+        "label",
+    ]);
+    assert_one_line_error(&output, &["--shift", "use it with --variant ood"]);
+    // A fixed τ.
+    let fixed = eval("fixed", &["--tau", "0.7"]);
+    assert_eq!(
+        (&fixed["tau"]["rule"], &fixed["tau"]["value"]),
+        (&Value::from("fixed"), &Value::from(0.7))
     );
 }
 

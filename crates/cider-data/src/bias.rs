@@ -163,6 +163,19 @@ pub fn counterfactual_ids(text_m_ids: &[u32], bias: &[u32]) -> Vec<u32> {
         .collect()
 }
 
+/// Per row of `text_ids` (`[N, T_l]`, flat), whether it holds a word of `bias` (special ids do
+/// not count), `[N]`.
+pub fn bias_word_flags(text_ids: &[u32], t_l: usize, bias: &[u32]) -> Vec<bool> {
+    let bias: HashSet<u32> = bias.iter().copied().collect();
+    text_ids
+        .chunks(t_l.max(1))
+        .map(|row| {
+            row.iter()
+                .any(|id| !special::ALL.contains(id) && bias.contains(id))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +314,13 @@ mod tests {
             counterfactual_ids(&text_m, &[]),
             [101, 103, 100, 103, 103, 102, 0, 103]
         );
+    }
+
+    #[test]
+    fn a_row_holds_a_bias_word_only_through_a_non_special_id() {
+        // 102 ([SEP]) in the list does not count: it is in every row.
+        let text = [101, 2005, 102, 0, 101, 2000, 102, 0];
+        assert_eq!(bias_word_flags(&text, 4, &[2000, 102]), [false, true]);
+        assert_eq!(bias_word_flags(&text, 4, &[]), [false, false]);
     }
 }

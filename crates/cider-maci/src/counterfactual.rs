@@ -108,7 +108,7 @@ fn debias(pred: &[f64], cf_pred: &[f64], tau: f64) -> Vec<f64> {
 }
 
 /// Converts `ℓ`, `ℓ_cf` to `f64`, checking equal lengths and finite values.
-fn checked_pair<T: Copy + Into<f64>>(
+pub(crate) fn checked_pair<T: Copy + Into<f64>>(
     pred: &[T],
     cf_pred: &[T],
 ) -> Result<(Vec<f64>, Vec<f64>), MaciError> {
@@ -187,13 +187,15 @@ impl TauSweep {
     }
 }
 
-/// How τ is chosen (docs/method.md §11.3).
+/// How τ is chosen (docs/method.md §11.3): without the evaluated split's labels, or by the
+/// per-point oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TauSelection {
-    /// Clean: τ maximising the headline metric on the validation split (smallest τ on ties),
-    /// then fixed for every evaluated (test) set.
+    /// Clean: one τ chosen without test labels, then fixed for every evaluated point: in
+    /// training, the best headline metric on the validation split; in the protocol, the τ of
+    /// its rule ([`crate::tau_rules::TauChoice`], validation by default).
     #[default]
     Validation,
     /// Reference parity: every metric maximised separately over τ on the evaluated split itself

@@ -188,6 +188,14 @@ impl Sweep {
         }
     }
 
+    /// The headline metric at every τ of the grid (one value without MACI).
+    pub fn headline_per_tau(&self) -> Vec<f64> {
+        match self {
+            Sweep::Maci(sweep) => sweep.iter().map(|(_, m)| m.headline().1).collect(),
+            Sweep::Plain(metrics) => vec![metrics.headline().1],
+        }
+    }
+
     /// Every metric maximised over τ separately.
     pub fn oracle(&self) -> Metrics {
         match self {

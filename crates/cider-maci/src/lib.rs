@@ -39,5 +39,6 @@ pub mod metrics;
 pub mod prototypes;
 pub mod reference_checkpoint;
 pub mod reference_prototypes;
+pub mod tau_rules;
 
 pub use error::MaciError;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::error::MaciError;
 
 /// The 3-way label of a neutral sample in the binary task (0 negative, 1 neutral, 2 positive).
-const NEUTRAL: u8 = 1;
+pub(crate) const NEUTRAL: u8 = 1;
 
 /// One metric of docs/method.md §8.1; its serde and display name is the reference's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -271,7 +271,6 @@ pub(crate) fn check_labels(what: &str, labels: &[u8], classes: usize) -> Result<
     }
 }
 
-/// Index of the largest value of a non-empty, NaN-free row; the first one on ties (NumPy).
 /// The index of the largest score of one row, the first on ties (NumPy's `argmax`).
 pub fn argmax(row: &[f64]) -> u8 {
     let mut best = 0;

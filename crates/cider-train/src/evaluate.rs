@@ -3,10 +3,11 @@
 //! The model's passes over a split are MACI inference ([`cider_maci::inference`]);
 //! [`run_protocol`] evaluates a split at every missing rate of a grid (or at the seven SMM
 //!   subsets): seed-1111 evaluation masks per point, factual and counterfactual passes, the
-//!   metrics of `s_τ = ℓ − τ·ℓ_cf` for every τ. Two τ rules are reported side by side:
-//!   [`TauSelection::Validation`] (τ chosen once on the validation split at rate 0 and fixed)
-//!   and [`TauSelection::Oracle`] (every metric maximised over τ per point, the reference's
-//!   numbers). AUILC (trapezoid) of every metric under both rules.
+//!   metrics of `s_τ = ℓ − τ·ℓ_cf` for every τ. Two kinds of figures are reported side by side:
+//!   [`TauSelection::Validation`] (one τ, chosen at rate 0 by [`ProtocolConfig::tau`]'s rule
+//!   without the evaluated split's labels, then fixed) and [`TauSelection::Oracle`] (every
+//!   metric maximised over τ per point, the reference's numbers). AUILC (trapezoid) of every
+//!   metric under both.
 //!
 //! Everything is deterministic: masks come from the seeded MT19937 of `cider-data`, batches are
 //! in file order, and a non-autodiff backend runs without dropout (eval mode). Give an
@@ -16,17 +17,18 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use cider_data::DataError;
-use cider_data::bias::counterfactual_ids;
+use cider_data::bias::{bias_word_flags, counterfactual_ids};
 use cider_data::dataset::{Split, Task};
 use cider_data::excerpt::excerpt;
-use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, eval_view, smm_rates};
+use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, check_mode, eval_view, smm_rates};
 use cider_data::missing_mode::EvalMode;
 use cider_maci::MaciError;
-use cider_maci::counterfactual::{Tau, TauSelection};
+use cider_maci::counterfactual::{CfOutputs, Tau, TauSelection};
 use cider_maci::full_model::Cider;
 use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE, Sweep, predict};
 use cider_maci::metrics::{self, Metric, Metrics};
 use cider_maci::prototypes::Prototypes;
+use cider_maci::tau_rules::{NAMED_RULES, TauChoice, TauDecision, TauEvidence, Unlabeled};
 use cider_model::ModelError;
 
 /// Most points a rate grid may have (a guard against `0:1:1e-9`).
@@ -193,6 +195,9 @@ pub struct ProtocolConfig {
     pub rates: Vec<f64>,
     /// MACI or the plain prediction.
     pub debiasing: Debiasing,
+    /// How τ is chosen (docs/method.md §7.5). Without MACI's counterfactual pass every rule
+    /// gives τ = 0, and a fixed τ above 0 is an error.
+    pub tau: TauChoice,
     /// Seed of the evaluation masks (the reference's 1111).
     pub seed: u32,
     /// Samples per batch, in file order (the reference's 128).
@@ -200,12 +205,14 @@ pub struct ProtocolConfig {
 }
 
 impl Default for ProtocolConfig {
-    /// RMFM over `0.0, 0.1, …, 1.0`, MACI, seed 1111, batches of 128.
+    /// RMFM over `0.0, 0.1, …, 1.0`, MACI with τ by the shift-gated rule, seed 1111, batches
+    /// of 128.
     fn default() -> Self {
         Self {
             mode: EvalMode::Rmfm,
             rates: default_rates(),
             debiasing: Debiasing::Maci,
+            tau: TauChoice::default(),
             seed: DEFAULT_MISSING_SEED,
             batch_size: EVAL_BATCH_SIZE,
         }
@@ -236,10 +243,13 @@ impl Point {
 pub struct PointResult {
     /// The rate or SMM subset.
     pub point: Point,
-    /// Metrics of `s_τ` at the validation-chosen τ.
+    /// Metrics of `s_τ` at the chosen τ.
     pub metrics: Metrics,
     /// Every metric maximised over τ on this point's own labels.
     pub oracle: Metrics,
+    /// The headline metric at every τ of the grid, τ increasing (one value, τ = 0, without
+    /// MACI's counterfactual pass).
+    pub headline_per_tau: Vec<f64>,
 }
 
 /// The outcome of [`run_protocol`].
@@ -249,9 +259,14 @@ pub struct ProtocolResults {
     pub task: Task,
     /// The settings it ran with.
     pub config: ProtocolConfig,
-    /// τ chosen on the validation split at rate 0 (0 under [`Debiasing::NoMaci`]).
+    /// The τ of [`ProtocolConfig::tau`]'s rule (0 under [`Debiasing::NoMaci`]).
     pub tau: Tau,
-    /// The validation split's metrics at that τ.
+    /// How the rule reached it (the EM prior, the shift test; empty for most rules).
+    pub tau_detail: String,
+    /// The τ every named rule ([`NAMED_RULES`]) picks for this split, in that order (empty
+    /// without MACI's counterfactual pass).
+    pub rule_taus: Vec<(TauChoice, Tau)>,
+    /// The validation split's metrics at the chosen τ.
     pub validation: Metrics,
     /// One result per rate (in order) or per SMM subset (T, A, V, TA, TV, AV, TAV).
     pub points: Vec<PointResult>,
@@ -293,9 +308,10 @@ impl ProtocolResults {
 
 /// Runs the evaluation protocol of docs/method.md §8.2 on `data.evaluated`.
 ///
-/// 1. τ: under [`Debiasing::Maci`], the validation split at rate 0 (complete data, seed
-///    `config.seed`) goes through the factual and counterfactual passes, and τ is the one of
-///    the grid with the best headline metric (`Non0_acc_2` / `Acc_7`; smallest on ties).
+/// 1. τ: under [`Debiasing::Maci`], the validation and the evaluated splits at rate 0
+///    (complete data, seed `config.seed`) go through the factual and counterfactual passes,
+///    and `config.tau`'s rule picks τ from them (docs/method.md §7.5; the default, the grid's
+///    best headline metric on validation, smallest on ties). Every named rule's τ is recorded.
 /// 2. Per point (rate of the grid, or SMM subset): the evaluation view of the evaluated split
 ///    (seeded afresh, so masks are nested across rates), counterfactual ids from
 ///    `data.bias_words`, both passes, and the τ sweep: the metrics at the fixed τ and the
@@ -303,7 +319,8 @@ impl ProtocolResults {
 ///
 /// # Errors
 /// Invalid rates or batch size, TMFM/STMFM on unaligned data, size mismatches, model input
-/// errors, and metric errors (e.g. a binary split without non-neutral sample).
+/// errors, metric errors (e.g. a binary split without non-neutral sample), and a fixed τ above
+/// 0 without MACI's counterfactual pass.
 pub fn run_protocol<B: Backend>(
     model: &Cider<B>,
     data: &EvalData<'_>,
@@ -326,7 +343,7 @@ pub fn run_protocol<B: Backend>(
         }
     };
     let maci = config.debiasing == Debiasing::Maci;
-    let run = |split: &Split, missing: EvalMissing, prototypes: &Prototypes| {
+    let outputs = |split: &Split, missing: EvalMissing, prototypes: &Prototypes| {
         let view = eval_view(split, missing, config.seed)?;
         let cf_ids = maci.then(|| counterfactual_ids(&view.text_m_ids, data.bias_words));
         let out = predict(
@@ -338,25 +355,72 @@ pub fn run_protocol<B: Backend>(
             config.batch_size,
             device,
         )?;
-        Sweep::new(data.task, &out, split.labels(data.task))
+        Ok::<_, EvalError>((out, view))
     };
+    let complete = EvalMissing::Rmfm { rate: 0.0 };
+    for (_, missing) in &points {
+        check_mode(data.evaluated, *missing)?;
+    }
 
-    // τ from the validation split at rate 0 (complete data in every mode).
-    let valid = run(
-        data.valid,
-        EvalMissing::Rmfm { rate: 0.0 },
-        data.valid_prototypes,
-    )?;
-    let tau = valid.best_tau();
+    // τ from the splits at rate 0 (complete data in every mode).
+    let (valid_out, valid_view) = outputs(data.valid, complete, data.valid_prototypes)?;
+    let valid = Sweep::new(data.task, &valid_out, data.valid.labels(data.task))?;
+    let (decision, rule_taus) = match &valid_out.cf_pred {
+        Some(cf_pred) => {
+            let (evaluated, _) = outputs(data.evaluated, complete, data.prototypes)?;
+            let words =
+                bias_word_flags(&valid_view.text_m_ids, data.valid.dims.t_l, data.bias_words);
+            let evidence = TauEvidence {
+                task: data.task,
+                validation: CfOutputs {
+                    pred: &valid_out.pred,
+                    cf_pred,
+                    labels: data.valid.labels(data.task),
+                },
+                validation_bias_words: &words,
+                evaluated: evaluated.cf_pred.as_deref().map(|cf_pred| Unlabeled {
+                    pred: &evaluated.pred,
+                    cf_pred,
+                }),
+            };
+            let rule_taus = NAMED_RULES
+                .iter()
+                .map(|&rule| Ok((rule, rule.choose(&evidence)?.tau)))
+                .collect::<Result<Vec<_>, MaciError>>()?;
+            (config.tau.choose(&evidence)?, rule_taus)
+        }
+        None => match config.tau {
+            TauChoice::Fixed(tau) if tau != Tau::ZERO => {
+                return Err(EvalError::invalid(
+                    "τ",
+                    format!(
+                        "{}: a counterfactual τ needs MACI's counterfactual pass, and this \
+                         evaluation has none (no-maci debiasing or a linear head); use τ 0",
+                        tau.value()
+                    ),
+                ));
+            }
+            _ => (
+                TauDecision {
+                    tau: Tau::ZERO,
+                    detail: "no counterfactual pass: τ = 0".into(),
+                },
+                Vec::new(),
+            ),
+        },
+    };
+    let tau = decision.tau;
     let validation = valid.at(tau).clone();
 
     let mut results = Vec::with_capacity(points.len());
     for (point, missing) in points {
-        let sweep = run(data.evaluated, missing, data.prototypes)?;
+        let (out, _) = outputs(data.evaluated, missing, data.prototypes)?;
+        let sweep = Sweep::new(data.task, &out, data.evaluated.labels(data.task))?;
         let result = PointResult {
             point,
             metrics: sweep.at(tau).clone(),
             oracle: sweep.oracle(),
+            headline_per_tau: sweep.headline_per_tau(),
         };
         on_point(&result);
         results.push(result);
@@ -365,6 +429,8 @@ pub fn run_protocol<B: Backend>(
         task: data.task,
         config: config.clone(),
         tau,
+        tau_detail: decision.detail,
+        rule_taus,
         validation,
         points: results,
     })
@@ -459,6 +525,19 @@ pub(crate) mod tests {
                 |_| {},
             )
             .unwrap()
+        }
+
+        /// The error message of a protocol run that must fail.
+        pub(crate) fn run_error(&self, config: &ProtocolConfig) -> String {
+            run_protocol(
+                &self.model,
+                &self.eval_data(),
+                config,
+                &Default::default(),
+                |_| {},
+            )
+            .unwrap_err()
+            .to_string()
         }
 
         /// `(view, cf_ids)` of a split at an RMFM rate with the reference seed.
@@ -789,6 +868,7 @@ pub(crate) mod tests {
         let f = Fixture::new(PositionalMode::BatchIndex);
         let config = ProtocolConfig {
             rates: vec![0.0, 0.6],
+            tau: TauChoice::Validation,
             ..ProtocolConfig::default()
         };
         let results = f.run(&config);
@@ -850,6 +930,77 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_rule_reads_the_rate_zero_outputs_and_its_tau_is_fixed() {
+        let f = Fixture::new(PositionalMode::BatchIndex);
+        let rates = vec![0.0, 0.6];
+        let valid = f.predict(&f.data.valid, 0.0, EVAL_BATCH_SIZE);
+        let test = f.predict(&f.data.test, 0.0, EVAL_BATCH_SIZE);
+        let words = bias_word_flags(&f.data.valid.text_ids, f.data.valid.dims.t_l, &f.bias);
+        let evidence = TauEvidence {
+            task: Task::Binary,
+            validation: CfOutputs {
+                pred: &valid.pred,
+                cf_pred: valid.cf_pred.as_ref().unwrap(),
+                labels: f.data.valid.labels(Task::Binary),
+            },
+            validation_bias_words: &words,
+            evaluated: Some(Unlabeled {
+                pred: &test.pred,
+                cf_pred: test.cf_pred.as_ref().unwrap(),
+            }),
+        };
+        let mut rules = NAMED_RULES.to_vec();
+        rules.push(TauChoice::Fixed(Tau::from_index(7).unwrap()));
+        for rule in rules {
+            let results = f.run(&ProtocolConfig {
+                rates: rates.clone(),
+                tau: rule,
+                ..ProtocolConfig::default()
+            });
+            let want = rule.choose(&evidence).unwrap();
+            assert_eq!(
+                (results.tau, &results.tau_detail),
+                (want.tau, &want.detail),
+                "{rule}"
+            );
+            // Every named rule's τ is recorded, whichever rule ran.
+            let named: Vec<(TauChoice, Tau)> = NAMED_RULES
+                .iter()
+                .map(|&r| (r, r.choose(&evidence).unwrap().tau))
+                .collect();
+            assert_eq!(results.rule_taus, named, "{rule}");
+            for (p, rate) in results.points.iter().zip(&rates) {
+                let out = f.predict(&f.data.test, *rate, EVAL_BATCH_SIZE);
+                let sweep =
+                    Sweep::new(Task::Binary, &out, f.data.test.labels(Task::Binary)).unwrap();
+                assert_eq!(&p.metrics, sweep.at(results.tau), "{rule} at {rate}");
+                assert_eq!(p.headline_per_tau, sweep.headline_per_tau());
+                assert_eq!(p.headline_per_tau.len(), 31);
+            }
+        }
+        // Without MACI's counterfactual pass a rule gives τ = 0, and a fixed τ > 0 is refused.
+        let plain = ProtocolConfig {
+            rates,
+            debiasing: Debiasing::NoMaci,
+            tau: TauChoice::PriorMatching,
+            ..ProtocolConfig::default()
+        };
+        let results = f.run(&plain);
+        assert_eq!(results.tau, Tau::ZERO);
+        assert_eq!(results.tau_detail, "no counterfactual pass: τ = 0");
+        assert!(results.rule_taus.is_empty());
+        let config = ProtocolConfig {
+            tau: TauChoice::Fixed(Tau::from_index(7).unwrap()),
+            ..plain
+        };
+        let message = f.run_error(&config);
+        assert!(
+            message.contains("0.7: a counterfactual τ needs MACI's counterfactual pass"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn no_maci_is_the_plain_prediction_at_tau_zero() {
         let f = Fixture::new(PositionalMode::BatchIndex);
         let results = f.run(&ProtocolConfig {
@@ -893,17 +1044,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_protocol_settings_are_errors() {
         let f = Fixture::new(PositionalMode::BatchIndex);
-        let run = |config: ProtocolConfig| {
-            run_protocol(
-                &f.model,
-                &f.eval_data(),
-                &config,
-                &Default::default(),
-                |_| {},
-            )
-            .unwrap_err()
-            .to_string()
-        };
+        let run = |config: ProtocolConfig| f.run_error(&config);
         let message = run(ProtocolConfig {
             rates: vec![0.5, 0.1],
             ..ProtocolConfig::default()

@@ -503,7 +503,7 @@ pub fn charts(
         "mixed modes".to_string()
     };
     let tau = match rule {
-        TauSelection::Validation => "τ chosen on the validation split",
+        TauSelection::Validation => "τ chosen without the test labels",
         TauSelection::Oracle => "oracle τ (max over τ per rate, reference numbers)",
     };
     Ok(names
@@ -517,7 +517,7 @@ pub fn charts(
                         label: label.clone(),
                         x: results.rates.clone(),
                         y: y.clone(),
-                        tau: (rule == TauSelection::Validation).then_some(results.tau_validation),
+                        tau: (rule == TauSelection::Validation).then_some(results.tau),
                         auilc: results.auilc_of(rule, name),
                     })
                 })
@@ -652,7 +652,12 @@ mod tests {
             config: Value::Null,
             seed: 1111,
             mode: mode.into(),
-            tau_validation: 0.3,
+            tau: 0.3,
+            tau_rule: "validation".into(),
+            tau_detail: String::new(),
+            rule_taus: Vec::new(),
+            sweep_metric: "Acc_7".into(),
+            sweep: Vec::new(),
             metrics: vec![("Acc_7".into(), values.to_vec())],
             auilc: vec![("Acc_7".into(), 0.5)],
             oracle_metrics: vec![("Acc_7".into(), oracle)],
@@ -723,7 +728,7 @@ mod tests {
             ">0.0</text>",
             ">0.5</text>",
             ">1.0</text>",
-            "τ chosen on the validation split",
+            "τ chosen without the test labels",
         ] {
             assert!(svg.contains(needle), "`{needle}` missing from\n{svg}");
         }

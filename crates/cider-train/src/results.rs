@@ -8,9 +8,16 @@
 //! mode                      "RMFM", "RMFM_same", "RMM", "TMFM", "STMFM" or "SMM"
 //! seed                      seed of the evaluation masks (1111)
 //! rates                     [p_0, p_1, …]             (empty for SMM)
-//! metrics.<name>            [m(p_0), m(p_1), …]        at the validation-chosen τ
+//! metrics.<name>            [m(p_0), m(p_1), …]        at the chosen τ
 //! auilc.<name>              trapezoid area of metrics.<name> over rates (≥ 2 rates)
-//! tau.validation            the τ chosen on the validation split at rate 0
+//! tau.rule                  how τ was chosen: validation, balanced-validation, prior-matching,
+//!                           bias-independence, shift-gated, or fixed
+//! tau.value                 the τ it chose (at rate 0, then fixed for every rate)
+//! tau.detail                what the rule estimated on the way ("" if nothing)
+//! tau.rules.<rule>          the τ every named rule picks on this split (without MACI: {})
+//! sweep.metric              the headline metric's name
+//! sweep.tau                 the τ grid [0.0, 0.1, …, 3.0] (without MACI: [0.0])
+//! sweep.values              per rate (or SMM subset), the headline at every τ of sweep.tau
 //! oracle.metrics.<name>     per rate, max over τ on the evaluated split (reference numbers)
 //! oracle.auilc.<name>       AUILC of oracle.metrics.<name>
 //! smm.<subset>.<name>       SMM only: metrics per modality subset (T, A, V, TA, TV, AV, TAV)
@@ -24,8 +31,9 @@ use std::path::{Path, PathBuf};
 use cider_data::dataset::Task;
 use cider_data::missing::smm_rates;
 use cider_data::missing_mode::EvalMode;
-use cider_maci::counterfactual::TauSelection;
+use cider_maci::counterfactual::{TauSelection, tau_grid};
 use cider_maci::metrics::Metric;
+use cider_maci::tau_rules::TAU_RULE_NAMES;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -52,9 +60,21 @@ pub struct ResultsFile {
     pub mode: String,
     /// Missing rates (empty for SMM).
     pub rates: Vec<f64>,
-    /// τ chosen on the validation split (0 without MACI).
-    pub tau_validation: f64,
-    /// Per metric, one value per rate at the validation τ.
+    /// The τ of the run's rule (0 without MACI).
+    pub tau: f64,
+    /// The rule's name (`validation`, …, `fixed`).
+    pub tau_rule: String,
+    /// What the rule estimated on the way (the EM prior, the shift test; may be empty).
+    pub tau_detail: String,
+    /// The τ each named rule picks for this split, in the order of the docs (empty without
+    /// MACI).
+    pub rule_taus: Named<f64>,
+    /// The headline metric of [`ResultsFile::sweep`].
+    pub sweep_metric: String,
+    /// Per point (rate or SMM subset), the headline metric at every τ of the grid (one value,
+    /// τ = 0, without MACI).
+    pub sweep: Vec<Vec<f64>>,
+    /// Per metric, one value per rate at the chosen τ.
     pub metrics: Named<Vec<f64>>,
     /// AUILC of each [`ResultsFile::metrics`] series (empty with fewer than 2 rates).
     pub auilc: Named<f64>,
@@ -122,7 +142,20 @@ impl ResultsFile {
             seed: results.config.seed,
             mode: results.config.mode.name().to_string(),
             rates: results.rates(),
-            tau_validation: results.tau.value(),
+            tau: results.tau.value(),
+            tau_rule: results.config.tau.name().to_string(),
+            tau_detail: results.tau_detail.clone(),
+            rule_taus: results
+                .rule_taus
+                .iter()
+                .map(|(rule, tau)| (rule.name().to_string(), tau.value()))
+                .collect(),
+            sweep_metric: Metric::headline(results.task).name().to_string(),
+            sweep: results
+                .points
+                .iter()
+                .map(|p| p.headline_per_tau.clone())
+                .collect(),
             metrics,
             auilc,
             oracle_metrics,
@@ -176,7 +209,7 @@ impl ResultsFile {
         header.extend(names.iter().map(|n| n.to_string()));
         header.extend(names.iter().map(|n| format!("oracle_{n}")));
         let mut lines = vec![header.join(",")];
-        let tau = format!("{:?}", self.tau_validation);
+        let tau = format!("{:?}", self.tau);
         if smm {
             for ((subset, values), (_, oracle)) in self.smm.iter().zip(&self.oracle_smm) {
                 let mut row = vec![subset.clone(), tau.clone()];
@@ -287,7 +320,8 @@ struct JsonLayout<'a> {
     rates: &'a [f64],
     metrics: Ordered<'a, Vec<f64>>,
     auilc: Ordered<'a, f64>,
-    tau: TauLayout,
+    tau: TauLayout<'a>,
+    sweep: SweepLayout<'a>,
     oracle: OracleLayout<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     smm: Option<OrderedTable<'a>>,
@@ -295,8 +329,18 @@ struct JsonLayout<'a> {
 }
 
 #[derive(Serialize)]
-struct TauLayout {
-    validation: f64,
+struct TauLayout<'a> {
+    rule: &'a str,
+    value: f64,
+    detail: &'a str,
+    rules: Ordered<'a, f64>,
+}
+
+#[derive(Serialize)]
+struct SweepLayout<'a> {
+    metric: &'a str,
+    tau: Vec<f64>,
+    values: &'a [Vec<f64>],
 }
 
 #[derive(Serialize)]
@@ -317,7 +361,15 @@ impl<'a> JsonLayout<'a> {
             metrics: Ordered(&r.metrics),
             auilc: Ordered(&r.auilc),
             tau: TauLayout {
-                validation: r.tau_validation,
+                rule: &r.tau_rule,
+                value: r.tau,
+                detail: &r.tau_detail,
+                rules: Ordered(&r.rule_taus),
+            },
+            sweep: SweepLayout {
+                metric: &r.sweep_metric,
+                tau: sweep_grid(&r.sweep),
+                values: &r.sweep,
             },
             oracle: OracleLayout {
                 metrics: Ordered(&r.oracle_metrics),
@@ -327,6 +379,14 @@ impl<'a> JsonLayout<'a> {
             smm: smm(&r.smm),
             config: &r.config,
         }
+    }
+}
+
+/// The τ values of a sweep's columns: the grid, or `[0.0]` for single-value rows.
+fn sweep_grid(sweep: &[Vec<f64>]) -> Vec<f64> {
+    match sweep.first().map(Vec::len) {
+        Some(1) => vec![0.0],
+        _ => tau_grid(),
     }
 }
 
@@ -375,6 +435,12 @@ impl Reader<'_> {
     /// The value at a dotted path, if present.
     fn get(&self, key: &str) -> Option<&Value> {
         key.split('.').try_fold(self.root, |v, part| v.get(part))
+    }
+
+    fn text(&self, key: &str) -> Result<&str, EvalError> {
+        self.get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.error(key, "a string"))
     }
 
     fn number(&self, key: &str, value: Option<&Value>) -> Result<f64, EvalError> {
@@ -468,11 +534,56 @@ impl Reader<'_> {
             .get("mode")
             .and_then(Value::as_str)
             .ok_or_else(|| self.error("mode", "the missing mode's name"))?;
+        // Files written before the τ rules hold `tau.validation` alone.
+        let (tau, tau_rule) = match self.get("tau.value") {
+            Some(value) => (
+                self.number("tau.value", Some(value))?,
+                self.text("tau.rule")?.to_string(),
+            ),
+            None => (
+                self.number("tau.value", self.get("tau.validation"))?,
+                "validation".to_string(),
+            ),
+        };
+        let tau_detail = match self.get("tau.detail") {
+            Some(_) => self.text("tau.detail")?.to_string(),
+            None => String::new(),
+        };
+        let mut rule_taus = match self.get("tau.rules") {
+            Some(_) => self.named_numbers("tau.rules")?,
+            None => Vec::new(),
+        };
+        rule_taus.sort_by_key(|(name, _)| {
+            TAU_RULE_NAMES
+                .iter()
+                .position(|rule| rule == name)
+                .unwrap_or(TAU_RULE_NAMES.len())
+        });
+        let (sweep_metric, sweep) = match self.get("sweep") {
+            Some(_) => {
+                let values = self
+                    .get("sweep.values")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| self.error("sweep.values", "a list of lists of numbers"))?;
+                let width = values.first().and_then(Value::as_array).map_or(0, Vec::len);
+                let rows = values
+                    .iter()
+                    .map(|row| self.numbers("sweep.values", row, width))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (self.text("sweep.metric")?.to_string(), rows)
+            }
+            None => (String::new(), Vec::new()),
+        };
         Ok(ResultsFile {
             config: self.get("config").cloned().unwrap_or(Value::Null),
             seed,
             mode: mode.to_string(),
-            tau_validation: self.number("tau.validation", self.get("tau.validation"))?,
+            tau,
+            tau_rule,
+            tau_detail,
+            rule_taus,
+            sweep_metric,
+            sweep,
             metrics: self.named_series("metrics", n)?,
             auilc: self.named_numbers("auilc")?,
             oracle_metrics: self.named_series("oracle.metrics", n)?,
@@ -530,7 +641,7 @@ mod tests {
         assert_eq!(
             keys(&json),
             [
-                "auilc", "config", "metrics", "mode", "oracle", "rates", "seed", "tau"
+                "auilc", "config", "metrics", "mode", "oracle", "rates", "seed", "sweep", "tau"
             ]
         );
         assert_eq!(json["mode"], "RMFM");
@@ -539,8 +650,28 @@ mod tests {
             json["rates"],
             serde_json::json!(crate::evaluate::default_rates())
         );
-        assert_eq!(keys(&json["tau"]), ["validation"]);
-        assert_eq!(json["tau"]["validation"], results.tau.value());
+        assert_eq!(keys(&json["tau"]), ["detail", "rule", "rules", "value"]);
+        assert_eq!(json["tau"]["value"], results.tau.value());
+        assert_eq!(json["tau"]["rule"], "shift-gated");
+        let rules: Vec<&str> = json["tau"]["rules"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(rules.len(), cider_maci::tau_rules::TAU_RULE_NAMES.len());
+        assert_eq!(json["tau"]["rules"]["shift-gated"], results.tau.value());
+        // The sweep: per rate, the headline at the 31 τ; at the chosen τ it is the metric.
+        assert_eq!(json["sweep"]["metric"], "Non0_acc_2");
+        assert_eq!(json["sweep"]["tau"].as_array().unwrap().len(), 31);
+        let values = json["sweep"]["values"].as_array().unwrap();
+        assert_eq!(values.len(), 11);
+        for (row, point) in values.iter().zip(&results.points) {
+            assert_eq!(
+                row[results.tau.index()].as_f64(),
+                point.metrics.get(Metric::Non0Acc2)
+            );
+        }
         assert_eq!(keys(&json["oracle"]), ["auilc", "metrics"]);
         let mut names: Vec<&str> = Metric::for_task(Task::Binary)
             .iter()

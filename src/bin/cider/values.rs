@@ -49,6 +49,14 @@ fn integer(text: &str, min: u128, max: u128) -> Result<u128, String> {
         .ok_or_else(range)
 }
 
+/// A τ rule name or a τ of the grid (the names and numbers `cider_maci::tau_rules::TauChoice` parses).
+pub fn tau_choice(text: &str) -> Result<cider_maci::tau_rules::TauChoice, String> {
+    text.parse().map_err(|e: cider_maci::MaciError| match e {
+        cider_maci::MaciError::Invalid { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,16 +97,13 @@ fn is_aligned(split: &Split) -> bool {
         && split.vision_len == split.text_len
 }
 
-/// Evaluation masks and missing view of a whole split (docs/method.md §3.3), from NumPy's legacy MT19937
-/// seeded with `seed` (the reference uses [`DEFAULT_MISSING_SEED`]). Draws exactly the arrays
-/// of the mode, in the reference's order, and compares `u > p` in f64, so the result equals
-/// the reference's; masks for one mode are nested across rates.
+/// Checks that `mode` can be drawn on `split`: a valid rate, and aligned data for TMFM and
+/// STMFM. [`eval_view`] runs it first; a protocol can run it on every point before any pass.
 ///
-/// Errors: a rate outside [0, 1] or NaN; TMFM/STMFM on unaligned data; a split whose arrays
-/// disagree with its dims or whose text lacks `[CLS]`/`[SEP]`.
-pub fn eval_view(split: &Split, mode: EvalMissing, seed: u32) -> Result<MissingView, DataError> {
+/// # Errors
+/// As [`eval_view`] for these two cases.
+pub fn check_mode(split: &Split, mode: EvalMissing) -> Result<(), DataError> {
     mode.validate()?;
-    check_split(split)?;
     if mode.needs_aligned() && !is_aligned(split) {
         return Err(DataError::Invalid {
             what: format!("{} missing mode", mode.name()),
@@ -120,6 +117,19 @@ pub fn eval_view(split: &Split, mode: EvalMissing, seed: u32) -> Result<MissingV
             ),
         });
     }
+    Ok(())
+}
+
+/// Evaluation masks and missing view of a whole split (docs/method.md §3.3), from NumPy's legacy MT19937
+/// seeded with `seed` (the reference uses [`DEFAULT_MISSING_SEED`]). Draws exactly the arrays
+/// of the mode, in the reference's order, and compares `u > p` in f64, so the result equals
+/// the reference's; masks for one mode are nested across rates.
+///
+/// Errors: a rate outside [0, 1] or NaN; TMFM/STMFM on unaligned data; a split whose arrays
+/// disagree with its dims or whose text lacks `[CLS]`/`[SEP]`.
+pub fn eval_view(split: &Split, mode: EvalMissing, seed: u32) -> Result<MissingView, DataError> {
+    check_mode(split, mode)?;
+    check_split(split)?;
     let mut masks = SplitMasks::absent(split);
     let mut mt = Mt19937::new(seed);
     match mode {

@@ -26,7 +26,7 @@ mod testkit;
 mod train;
 mod view;
 
-pub use evaluation::{DEFAULT_MISSING_SEED, EvalMissing, eval_view};
+pub use evaluation::{DEFAULT_MISSING_SEED, EvalMissing, check_mode, eval_view};
 pub use rmfm::smm_rates;
 pub use train::{TrainMissing, TrainRng};
 pub use view::MissingView;

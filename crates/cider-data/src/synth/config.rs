@@ -137,6 +137,41 @@ impl FromStr for Variant {
         }
     }
 }
+/// Which of the training biases the OOD test split reverses (the IID variant reverses none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum OodShift {
+    /// Mirrored polar priors and reversed shortcut words.
+    #[default]
+    Both,
+    /// Mirrored polar priors only: the shortcut words keep their training association.
+    Label,
+    /// Reversed shortcut words only: the polar priors stay those of training.
+    Language,
+}
+
+impl OodShift {
+    /// `"both"`, `"label"` or `"language"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OodShift::Both => "both",
+            OodShift::Label => "label",
+            OodShift::Language => "language",
+        }
+    }
+
+    /// Whether the OOD test split's polar priors are mirrored.
+    pub fn shifts_labels(self) -> bool {
+        self != OodShift::Language
+    }
+
+    /// Whether the OOD test split's shortcut words are reversed.
+    pub fn shifts_language(self) -> bool {
+        self != OodShift::Label
+    }
+}
+
 /// Largest number of f32 values a configuration may allocate (16 GiB).
 const MAX_VALUES: usize = 1 << 32;
 
@@ -151,6 +186,8 @@ pub struct SynthConfig {
     pub layout: Layout,
     /// IID (all splits alike) or OOD (shifted test split).
     pub variant: Variant,
+    /// Which biases the OOD test split reverses (training and validation never change).
+    pub ood_shift: OodShift,
     /// Seed of everything; each split has its own stream, so split sizes do not interact.
     pub seed: u64,
     /// Training samples (≥ 1).
@@ -182,6 +219,7 @@ impl Default for SynthConfig {
         SynthConfig {
             layout: Layout::MosiAligned,
             variant: Variant::Ood,
+            ood_shift: OodShift::Both,
             seed: 1111,
             n_train: 600,
             n_valid: 150,

@@ -223,8 +223,14 @@ impl<'a> SplitGenerator<'a> {
             kind,
             dims: cfg.layout.dims(),
             sampler: Sampler::new(cfg.seed, kind.stream()),
-            prior: cumulative(class_prior(cfg.label_bias, shifted)),
-            shortcut_match: shortcut_match(cfg.language_bias, shifted),
+            prior: cumulative(class_prior(
+                cfg.label_bias,
+                shifted && cfg.ood_shift.shifts_labels(),
+            )),
+            shortcut_match: shortcut_match(
+                cfg.language_bias,
+                shifted && cfg.ood_shift.shifts_language(),
+            ),
         }
     }
 
@@ -434,7 +440,7 @@ fn write_text_features(out: &mut [f32], table: &[f32], words: &[Word], d_l: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::Layout;
+    use crate::synth::{Layout, OodShift};
 
     /// A small IID / OOD configuration for the statistical tests.
     fn config(variant: Variant, n: usize) -> SynthConfig {
@@ -901,6 +907,33 @@ mod tests {
         .unwrap();
         let (_, matched, _) = shortcut_stats(&neutral.train);
         assert!((matched - 0.5).abs() < tolerance(0.5, n / 3), "{matched}");
+    }
+
+    #[test]
+    fn an_ood_shift_of_one_kind_reverses_only_that_bias() {
+        // Label only: mirrored priors (0.63 negative), shortcut match 0.9 as in training.
+        // Language only: training priors (0.27 negative), match 0.1. Training is unchanged.
+        let n = 2000;
+        let both = shared(Variant::Ood);
+        for (shift, neg, q) in [
+            (OodShift::Label, 0.63, 0.9),
+            (OodShift::Language, 0.27, 0.1),
+        ] {
+            let data = generate(&SynthConfig {
+                ood_shift: shift,
+                ..config(Variant::Ood, n)
+            })
+            .unwrap();
+            assert_eq!(data.train, both.train, "{shift:?}");
+            let got = fraction(&data.test, 0);
+            assert!((got - neg).abs() < tolerance(neg, n), "{shift:?}: {got}");
+            let (rate, matched, _) = shortcut_stats(&data.test);
+            let with = (rate * n as f64) as usize;
+            assert!(
+                (matched - q).abs() < tolerance(q, with),
+                "{shift:?}: {matched}"
+            );
+        }
     }
 
     /// Per-modality features `[text bag of words, audio mean, vision mean]`; each audio frame

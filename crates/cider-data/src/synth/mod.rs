@@ -27,5 +27,5 @@ mod generator;
 mod sampler;
 pub mod vocab;
 
-pub use config::{Layout, SynthConfig, Variant};
+pub use config::{Layout, OodShift, SynthConfig, Variant};
 pub use generator::generate;

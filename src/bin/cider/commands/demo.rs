@@ -11,6 +11,7 @@ use cider_data::missing::DEFAULT_MISSING_SEED;
 use cider_maci::counterfactual::TauSelection;
 use cider_maci::inference::EVAL_BATCH_SIZE;
 use cider_maci::metrics::Metric;
+use cider_maci::tau_rules::TauChoice;
 use cider_train::evaluate::ProtocolResults;
 use cider_train::plot::write_charts;
 use cider_train::results::ResultsFile;
@@ -19,7 +20,7 @@ use cider_train::train_config::TrainConfig;
 use cider_data::missing_mode::EvalMode;
 use cider_data::synth::Variant;
 
-use crate::commands::eval::{EvalArgs, evaluate};
+use crate::commands::eval::{EvalArgs, Table, evaluate};
 use crate::commands::train::train;
 use crate::error::CliError;
 use crate::values;
@@ -69,10 +70,12 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
             mode: EvalMode::Rmfm,
             rates: "0:1:0.1".into(),
             split: "test".into(),
-            tau: TauSelection::Validation,
+            tau: TauChoice::default(),
+            table: Table::Chosen,
             debiasing: None,
             data: None,
             variant: Some(variant),
+            shift: None,
             batch_size: EVAL_BATCH_SIZE,
             seed: DEFAULT_MISSING_SEED,
             out: Some(
@@ -91,7 +94,10 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let plots = args.out.join("plots");
     let charts = write_charts(&files, TauSelection::Validation, &plots)?;
 
-    println!("\nsummary (τ chosen on the validation split; oracle τ in brackets)");
+    println!(
+        "\nsummary (τ by the `{}` rule, no test labels; oracle τ in brackets)",
+        TauChoice::default()
+    );
     for (label, results, _) in &evaluated {
         println!("{}", summary_line(label, results));
     }

@@ -1,6 +1,7 @@
 //! `cider eval --checkpoint RUN`: the robustness protocol of docs/method.md §8.2 on a trained model:
-//! every missing rate of a grid (or the SMM subsets), MACI with τ chosen on the validation
-//! split and with the reference's oracle τ, AUILC; writes `results.json` and `results.csv`.
+//! every missing rate of a grid (or the SMM subsets), MACI with τ chosen by a rule that reads no
+//! test labels (`--tau`, docs/method.md §7.5) and with the reference's oracle τ, AUILC; writes
+//! `results.json` and `results.csv`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,11 @@ use cider::Run;
 use cider_data::dataset::Dataset;
 use cider_data::missing::DEFAULT_MISSING_SEED;
 use cider_data::missing_mode::EvalMode;
-use cider_data::synth::Variant;
+use cider_data::synth::{OodShift, Variant};
 use cider_maci::counterfactual::TauSelection;
 use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE};
 use cider_maci::metrics::Metric;
+use cider_maci::tau_rules::TauChoice;
 use cider_train::backend::Selected;
 use cider_train::evaluate::{PointResult, ProtocolConfig, ProtocolResults, parse_rates};
 use cider_train::results::ResultsFile;
@@ -38,9 +40,16 @@ pub struct EvalArgs {
     /// Split to evaluate (`test`, `valid`; τ is always chosen on `valid`).
     #[arg(long, default_value = "test")]
     pub(crate) split: String,
-    /// Which τ rule the printed table shows (results.json always holds both).
-    #[arg(long, value_enum, default_value = "validation")]
-    pub(crate) tau: TauSelection,
+    /// How τ is chosen without the test labels: shift-gated (validation's τ unless the test
+    /// outputs differ from validation's), validation, balanced-validation, prior-matching,
+    /// bias-independence, or a τ of the grid (`0` is no counterfactual debiasing, `0.7` a fixed
+    /// τ). See docs/method.md §7.5.
+    #[arg(long, default_value = "shift-gated", value_parser = values::tau_choice)]
+    pub(crate) tau: TauChoice,
+    /// Which figures the printed table shows: under the chosen τ, or the oracle's (results.json
+    /// always holds both).
+    #[arg(long, value_enum, default_value = "chosen")]
+    pub(crate) table: Table,
     /// MACI debiasing or the plain prediction (default: maci, or no-maci for a model trained
     /// with the linear-head ablation).
     #[arg(long, value_enum)]
@@ -53,6 +62,10 @@ pub struct EvalArgs {
     /// the same generator (`iid` or `ood`; training and validation splits are the same in both).
     #[arg(long, value_enum)]
     pub(crate) variant: Option<Variant>,
+    /// With `--variant ood`: which biases its test split reverses (`both`, the generator's
+    /// default; `label` priors only; `language`, the shortcut words only).
+    #[arg(long, value_enum, requires = "variant")]
+    pub(crate) shift: Option<OodShift>,
     /// Samples per batch, in file order.
     #[arg(long, default_value_t = EVAL_BATCH_SIZE, allow_negative_numbers = true, value_parser = values::at_least_one)]
     pub(crate) batch_size: usize,
@@ -62,6 +75,24 @@ pub struct EvalArgs {
     /// Output folder for results.json / results.csv (default: `<run>/eval-<mode>`).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+}
+
+/// The figures `cider eval` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Table {
+    /// Under the τ `--tau` chose.
+    Chosen,
+    /// Under the oracle τ (per metric and rate, from the test labels).
+    Oracle,
+}
+
+impl Table {
+    fn selection(self) -> TauSelection {
+        match self {
+            Table::Chosen => TauSelection::Validation,
+            Table::Oracle => TauSelection::Oracle,
+        }
+    }
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), CliError> {
@@ -81,7 +112,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     let train_data = run.config.data.load()?;
     let evaluated_data = match (&args.data, args.variant) {
         (Some(path), _) => Some(Dataset::from_path(path)?),
-        (None, Some(variant)) => Some(synthetic_variant(&run, variant)?),
+        (None, Some(variant)) => Some(synthetic_variant(&run, variant, args.shift)?),
         (None, None) => None,
     };
     let evaluated_set = evaluated_data.as_ref().unwrap_or(&train_data);
@@ -92,6 +123,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
         mode,
         rates,
         debiasing,
+        tau: args.tau,
         seed: args.seed,
         batch_size: args.batch_size,
     };
@@ -133,28 +165,57 @@ pub fn evaluate(args: &EvalArgs) -> Result<(ProtocolResults, PathBuf), CliError>
     };
     if let Some(variant) = variant {
         settings.insert("variant".into(), Value::from(variant.name()));
+        if variant == Variant::Ood {
+            let shift = args.shift.unwrap_or(match &run.config.data {
+                DataConfig::Synthetic(synthetic) => synthetic.ood_shift,
+                DataConfig::File(_) => OodShift::Both,
+            });
+            settings.insert("shift".into(), Value::from(shift.name()));
+        }
     }
     settings.insert("rates".into(), Value::from(args.rates.clone()));
     let train_config = serde_json::to_value(&run.config)
         .map_err(|e| CliError::Usage(format!("the run's configuration: {e}")))?;
     settings.insert("train_config".into(), train_config);
     let file = ResultsFile::from_protocol(&results, settings);
+    eprintln!(
+        "τ = {} by rule `{}`{}",
+        results.tau.value(),
+        results.config.tau.name(),
+        if results.tau_detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", results.tau_detail)
+        }
+    );
     let out = args.out.clone().unwrap_or_else(|| {
         run.run_dir
             .join(format!("eval-{}", mode.name().to_ascii_lowercase()))
     });
     let [json, csv] = file.write(&out)?;
-    print_table(&results, args.tau);
+    print_table(&results, args.table.selection());
     eprintln!("wrote {} and {}", json.display(), csv.display());
     Ok((results, json))
 }
 
-/// The run's synthetic dataset drawn with another variant.
-fn synthetic_variant(run: &Run<Selected>, variant: Variant) -> Result<Dataset, CliError> {
+/// The run's synthetic dataset drawn with another variant (and, for OOD, another shift).
+fn synthetic_variant(
+    run: &Run<Selected>,
+    variant: Variant,
+    shift: Option<OodShift>,
+) -> Result<Dataset, CliError> {
+    if variant == Variant::Iid && shift.is_some() {
+        return Err(CliError::Usage(
+            "--shift: the iid variant shifts nothing; use it with --variant ood".into(),
+        ));
+    }
     match &run.config.data {
         DataConfig::Synthetic(synthetic) => {
             let mut synthetic = synthetic.clone();
             synthetic.variant = variant;
+            if let Some(shift) = shift {
+                synthetic.ood_shift = shift;
+            }
             Ok(DataConfig::Synthetic(synthetic).load()?)
         }
         DataConfig::File(file) => Err(CliError::Usage(format!(
@@ -173,7 +234,11 @@ fn path_value(path: &Path) -> Value {
 pub fn print_table(results: &ProtocolResults, rule: TauSelection) {
     let metrics = Metric::for_task(results.task);
     let rule_name = match rule {
-        TauSelection::Validation => format!("τ = {} (validation)", results.tau.value()),
+        TauSelection::Validation => format!(
+            "τ = {} ({})",
+            results.tau.value(),
+            results.config.tau.name()
+        ),
         TauSelection::Oracle => "oracle τ".to_string(),
     };
     println!(
