@@ -35,7 +35,8 @@ for seed in $SEEDS; do
         --out "$run/eval-ood-tau0" > "$run/eval-ood-tau0.txt"
     fi
     for variant in iid ood; do
-      "$CIDER" eval --checkpoint "$run" --variant "$variant" --out "$run/eval-$variant" \
+      "$CIDER" eval --checkpoint "$run" --variant "$variant" --tau validation \
+        --out "$run/eval-$variant" \
         > "$run/eval-$variant.txt"
     done
   done

@@ -6,7 +6,7 @@
 # per split is enough: its results.json records the τ of every rule (tau.rules) and the
 # headline metric at every τ of the grid (sweep). Then prints the tables.
 #
-#   cargo build --release && scripts/tau_results.sh        # about 30 minutes on 2 cores
+#   cargo build --release && scripts/tau_results.sh        # about 20 minutes on 2 cores
 #   OUT=runs/tau EPOCHS=6 SEEDS="1111 1112 1113" scripts/tau_results.sh
 #
 # A finished training (it leaves train.done) or evaluation is not run again.

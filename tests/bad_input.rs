@@ -347,6 +347,10 @@ fn negative_and_out_of_range_flags_give_their_range() {
             vec!["--tau", "`valdation`", "a τ of the grid 0, 0.1, …, 3"],
         ),
         (
+            vec!["eval", "--checkpoint", "run", "--tau", "oracle"],
+            vec!["--tau", "`--table oracle` prints them"],
+        ),
+        (
             vec!["eval", "--checkpoint", "run", "--shift", "label"],
             vec!["--variant"],
         ),

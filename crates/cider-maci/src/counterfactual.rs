@@ -195,7 +195,7 @@ impl TauSweep {
 pub enum TauSelection {
     /// Clean: one τ chosen without test labels, then fixed for every evaluated point: in
     /// training, the best headline metric on the validation split; in the protocol, the τ of
-    /// its rule ([`crate::tau_rules::TauChoice`], validation by default).
+    /// its rule ([`crate::tau_rules::TauChoice`], shift-gated by default).
     #[default]
     Validation,
     /// Reference parity: every metric maximised separately over τ on the evaluated split itself

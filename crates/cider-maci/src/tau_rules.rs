@@ -60,7 +60,7 @@ pub enum TauChoice {
     BiasIndependence,
     /// Validation's τ unless the evaluated split's outputs differ from validation's, then
     /// bias-independence's τ. The default: on the built-in data it is the one rule that gains
-    /// under the shift and costs nothing without one (docs/results.md).
+    /// under the full OOD shift and costs nothing without a shift (docs/results.md).
     #[default]
     ShiftGated,
     /// A given τ (`Fixed(Tau::ZERO)` is no counterfactual debiasing).
@@ -96,14 +96,6 @@ impl TauChoice {
             TauChoice::ShiftGated => TAU_RULE_NAMES[4],
             TauChoice::Fixed(_) => "fixed",
         }
-    }
-
-    /// Whether the rule reads the evaluated split's (unlabeled) outputs.
-    pub fn is_transductive(self) -> bool {
-        matches!(
-            self,
-            TauChoice::PriorMatching | TauChoice::BiasIndependence | TauChoice::ShiftGated
-        )
     }
 
     /// Chooses τ from `evidence`.
@@ -256,11 +248,18 @@ pub fn balanced_validation_tau(
     let classes = task.num_classes();
     let (pred, cf_pred) = checked_pair(validation.pred, validation.cf_pred)?;
     let n = validation.labels.len();
-    if pred.len() != n * classes || bias_words.len() != n {
+    if pred.len() != n * classes {
         return Err(MaciError::Length {
-            what: "validation outputs, labels and bias-word flags".into(),
+            what: format!("validation outputs [N, {classes}] for {n} labels"),
             expected: n * classes,
-            found: pred.len().max(bias_words.len() * classes),
+            found: pred.len(),
+        });
+    }
+    if bias_words.len() != n {
+        return Err(MaciError::Length {
+            what: format!("validation bias-word flags [N] for {n} labels"),
+            expected: n,
+            found: bias_words.len(),
         });
     }
     let counted: Vec<usize> = (0..n)
@@ -328,12 +327,20 @@ pub fn balanced_validation_tau(
 /// class (so that no class has frequency 0); the smallest τ on ties.
 ///
 /// # Errors
-/// Sizes that disagree, non-finite outputs, an empty split.
+/// Sizes that disagree (a `source` of another length than `classes` included), non-finite
+/// outputs, an empty split.
 pub fn prior_matching_tau(
     outputs: &Unlabeled<'_>,
     classes: usize,
     source: &[f64],
 ) -> Result<(Tau, Vec<f64>), MaciError> {
+    if source.len() != classes {
+        return Err(MaciError::Length {
+            what: "source prior [C]".into(),
+            expected: classes,
+            found: source.len(),
+        });
+    }
     let (pred, cf_pred) = unlabeled_rows(outputs, classes)?;
     let posteriors: Vec<f64> = pred.chunks_exact(classes).flat_map(softmax).collect();
     let prior = em_prior(&posteriors, source)?;
@@ -364,7 +371,8 @@ pub fn prior_matching_tau(
 /// `π`, until it moves by less than 1e-10. A `source` class of prior 0 keeps prior 0.
 ///
 /// # Errors
-/// An empty split, a `source` of another length than `C`, or one that is not a distribution.
+/// An empty split, posteriors that do not fill rows of `source.len()` classes, or a `source`
+/// that is not a distribution.
 pub fn em_prior(posteriors: &[f64], source: &[f64]) -> Result<Vec<f64>, MaciError> {
     let classes = source.len();
     let sum: f64 = source.iter().sum();
@@ -404,6 +412,11 @@ pub fn em_prior(posteriors: &[f64], source: &[f64]) -> Result<Vec<f64>, MaciErro
                 }
             }
         }
+        // Rows whose rescaled mass is 0 (posteriors only on classes of prior 0) are left out.
+        let mass: f64 = next.iter().sum();
+        if mass > 0.0 {
+            next.iter_mut().for_each(|p| *p /= mass);
+        }
         let moved = next
             .iter()
             .zip(&prior)
@@ -417,7 +430,7 @@ pub fn em_prior(posteriors: &[f64], source: &[f64]) -> Result<Vec<f64>, MaciErro
     Ok(prior)
 }
 
-/// [`TauChoice::BiasIndependence`]: the τ minimising [`mutual_information`] between the
+/// [`TauChoice::BiasIndependence`]: the τ minimising the plug-in mutual information between the
 /// prediction of `s_τ` and the bias-only prediction `argmax ℓ_cf`; the smallest τ on ties
 /// (within 1e-12 nats).
 ///
@@ -438,8 +451,9 @@ pub fn bias_independence_tau(outputs: &Unlabeled<'_>, classes: usize) -> Result<
 }
 
 /// The plug-in mutual information (nats) of two label sequences of equal length over
-/// `classes` values: `Σ p(a, b) ln(p(a, b) / (p(a) p(b)))` over the observed pairs.
-pub fn mutual_information(a: &[u8], b: &[u8], classes: usize) -> f64 {
+/// `classes` values (every value below `classes`, as argmaxes of rows of that width are):
+/// `Σ p(a, b) ln(p(a, b) / (p(a) p(b)))` over the observed pairs.
+fn mutual_information(a: &[u8], b: &[u8], classes: usize) -> f64 {
     let n = a.len().min(b.len());
     if n == 0 {
         return 0.0;
@@ -566,7 +580,7 @@ fn unlabeled_rows(
     let (pred, cf_pred) = checked_pair(outputs.pred, outputs.cf_pred)?;
     if pred.is_empty() || classes == 0 || !pred.len().is_multiple_of(classes) {
         return Err(MaciError::Length {
-            what: format!("outputs [N, {classes}] of the evaluated split"),
+            what: format!("outputs [N, {classes}] for a τ rule"),
             expected: classes.max(pred.len().div_ceil(classes.max(1)) * classes),
             found: pred.len(),
         });
@@ -665,8 +679,6 @@ mod tests {
                 "{err}"
             );
         }
-        assert!(TauChoice::PriorMatching.is_transductive());
-        assert!(!TauChoice::BalancedValidation.is_transductive());
     }
 
     #[test]
@@ -775,7 +787,24 @@ mod tests {
         };
         let plain = TauChoice::Validation.choose(&evidence).unwrap();
         assert_eq!(plain.tau, Tau::ZERO);
-        assert!(balanced_validation_tau(Task::Binary, &outputs, &words[..5]).is_err());
+        let err = balanced_validation_tau(Task::Binary, &outputs, &words[..5])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "validation bias-word flags [N] for 6 labels: expected 6 values, found 5"
+        );
+        let err = prior_matching_tau(
+            &Unlabeled {
+                pred: &pred,
+                cf_pred: &cf,
+            },
+            3,
+            &[0.5, 0.5],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "source prior [C]: expected 3 values, found 2");
         // A transductive rule without the evaluated split's outputs is an error, not τ = 0.
         let err = TauChoice::BiasIndependence
             .choose(&evidence)
@@ -830,6 +859,33 @@ mod tests {
         };
         let gated = TauChoice::ShiftGated.choose(&evidence).unwrap();
         assert_eq!(gated.tau, Tau::ZERO);
+        // Against the 20 + 20 split above the test fires, and the τ is bias independence's.
+        let shifted = Unlabeled {
+            pred: &other.0,
+            cf_pred: &other.1,
+        };
+        let reference_outputs = CfOutputs {
+            pred: &one.0,
+            cf_pred: &one.1,
+            labels: &[2; 20],
+        };
+        let flags = [true; 20];
+        let fired = TauChoice::ShiftGated
+            .choose(&TauEvidence {
+                task: Task::Binary,
+                validation: reference_outputs,
+                validation_bias_words: &flags,
+                evaluated: Some(shifted),
+            })
+            .unwrap();
+        assert_eq!(fired.tau, bias_independence_tau(&shifted, 3).unwrap());
+        assert!(
+            fired
+                .detail
+                .starts_with("shift: χ² 40.00, permutation p = 0.0010"),
+            "{}",
+            fired.detail
+        );
         assert!(
             gated
                 .detail

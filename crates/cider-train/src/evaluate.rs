@@ -310,8 +310,8 @@ impl ProtocolResults {
 ///
 /// 1. τ: under [`Debiasing::Maci`], the validation and the evaluated splits at rate 0
 ///    (complete data, seed `config.seed`) go through the factual and counterfactual passes,
-///    and `config.tau`'s rule picks τ from them (docs/method.md §7.5; the default, the grid's
-///    best headline metric on validation, smallest on ties). Every named rule's τ is recorded.
+///    and `config.tau`'s rule picks τ from them without the evaluated split's labels
+///    (docs/method.md §7.5; by default `shift-gated`). Every named rule's τ is recorded.
 /// 2. Per point (rate of the grid, or SMM subset): the evaluation view of the evaluated split
 ///    (seeded afresh, so masks are nested across rates), counterfactual ids from
 ///    `data.bias_words`, both passes, and the τ sweep: the metrics at the fixed τ and the
@@ -365,9 +365,12 @@ pub fn run_protocol<B: Backend>(
     // τ from the splits at rate 0 (complete data in every mode).
     let (valid_out, valid_view) = outputs(data.valid, complete, data.valid_prototypes)?;
     let valid = Sweep::new(data.task, &valid_out, data.valid.labels(data.task))?;
+    // The evaluated split at rate 0, kept for the point at rate 0 if the grid has one.
+    let mut evaluated_at_zero = None;
     let (decision, rule_taus) = match &valid_out.cf_pred {
         Some(cf_pred) => {
             let (evaluated, _) = outputs(data.evaluated, complete, data.prototypes)?;
+            let evaluated = evaluated_at_zero.insert(evaluated);
             let words =
                 bias_word_flags(&valid_view.text_m_ids, data.valid.dims.t_l, data.bias_words);
             let evidence = TauEvidence {
@@ -414,7 +417,13 @@ pub fn run_protocol<B: Backend>(
 
     let mut results = Vec::with_capacity(points.len());
     for (point, missing) in points {
-        let (out, _) = outputs(data.evaluated, missing, data.prototypes)?;
+        let out = match evaluated_at_zero.take() {
+            Some(out) if missing == complete => out,
+            kept => {
+                evaluated_at_zero = kept;
+                outputs(data.evaluated, missing, data.prototypes)?.0
+            }
+        };
         let sweep = Sweep::new(data.task, &out, data.evaluated.labels(data.task))?;
         let result = PointResult {
             point,
@@ -516,7 +525,7 @@ pub(crate) mod tests {
             }
         }
 
-        pub(crate) fn run(&self, config: &ProtocolConfig) -> ProtocolResults {
+        fn protocol(&self, config: &ProtocolConfig) -> Result<ProtocolResults, EvalError> {
             run_protocol(
                 &self.model,
                 &self.eval_data(),
@@ -524,20 +533,15 @@ pub(crate) mod tests {
                 &Default::default(),
                 |_| {},
             )
-            .unwrap()
+        }
+
+        pub(crate) fn run(&self, config: &ProtocolConfig) -> ProtocolResults {
+            self.protocol(config).unwrap()
         }
 
         /// The error message of a protocol run that must fail.
         pub(crate) fn run_error(&self, config: &ProtocolConfig) -> String {
-            run_protocol(
-                &self.model,
-                &self.eval_data(),
-                config,
-                &Default::default(),
-                |_| {},
-            )
-            .unwrap_err()
-            .to_string()
+            self.protocol(config).unwrap_err().to_string()
         }
 
         /// `(view, cf_ids)` of a split at an RMFM rate with the reference seed.

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use cider_data::dataset::Task;
 use cider_data::missing::smm_rates;
 use cider_data::missing_mode::EvalMode;
-use cider_maci::counterfactual::{TauSelection, tau_grid};
+use cider_maci::counterfactual::{TAU_STEPS, TauSelection, tau_grid};
 use cider_maci::metrics::Metric;
 use cider_maci::tau_rules::TAU_RULE_NAMES;
 use serde::ser::SerializeMap;
@@ -437,6 +437,27 @@ impl Reader<'_> {
         key.split('.').try_fold(self.root, |v, part| v.get(part))
     }
 
+    /// `sweep.values`: one row per point, each of [`TAU_STEPS`] numbers (or 1 without MACI).
+    fn sweep(&self, points: usize) -> Result<Vec<Vec<f64>>, EvalError> {
+        let expected = format!(
+            "{points} lists (one per point) of {TAU_STEPS} numbers (one per τ), or of 1 without \
+             MACI"
+        );
+        let rows = self
+            .get("sweep.values")
+            .and_then(Value::as_array)
+            .filter(|rows| rows.len() == points)
+            .ok_or_else(|| self.error("sweep.values", &expected))?;
+        let width = match rows.first().and_then(Value::as_array).map(Vec::len) {
+            Some(width @ (1 | TAU_STEPS)) => width,
+            _ if rows.is_empty() => TAU_STEPS,
+            _ => return Err(self.error("sweep.values", &expected)),
+        };
+        rows.iter()
+            .map(|row| self.numbers("sweep.values", row, width))
+            .collect()
+    }
+
     fn text(&self, key: &str) -> Result<&str, EvalError> {
         self.get(key)
             .and_then(Value::as_str)
@@ -559,19 +580,11 @@ impl Reader<'_> {
                 .position(|rule| rule == name)
                 .unwrap_or(TAU_RULE_NAMES.len())
         });
+        let smm = self.subset_table("smm")?;
+        let oracle_smm = self.subset_table("oracle.smm")?;
+        let points = if smm.is_empty() { n } else { smm.len() };
         let (sweep_metric, sweep) = match self.get("sweep") {
-            Some(_) => {
-                let values = self
-                    .get("sweep.values")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| self.error("sweep.values", "a list of lists of numbers"))?;
-                let width = values.first().and_then(Value::as_array).map_or(0, Vec::len);
-                let rows = values
-                    .iter()
-                    .map(|row| self.numbers("sweep.values", row, width))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (self.text("sweep.metric")?.to_string(), rows)
-            }
+            Some(_) => (self.text("sweep.metric")?.to_string(), self.sweep(points)?),
             None => (String::new(), Vec::new()),
         };
         Ok(ResultsFile {
@@ -588,8 +601,8 @@ impl Reader<'_> {
             auilc: self.named_numbers("auilc")?,
             oracle_metrics: self.named_series("oracle.metrics", n)?,
             oracle_auilc: self.named_numbers("oracle.auilc")?,
-            smm: self.subset_table("smm")?,
-            oracle_smm: self.subset_table("oracle.smm")?,
+            smm,
+            oracle_smm,
             rates,
         })
     }
@@ -723,6 +736,15 @@ mod tests {
 
         let back = ResultsFile::read(&json_path).unwrap();
         assert_eq!(back, file);
+        // A file written before the τ rules: `tau.validation` alone, no sweep.
+        let mut old = json.clone();
+        old["tau"] = serde_json::json!({ "validation": 0.4 });
+        old.as_object_mut().unwrap().remove("sweep");
+        std::fs::write(&json_path, old.to_string()).unwrap();
+        let before = ResultsFile::read(&json_path).unwrap();
+        assert_eq!((before.tau, before.tau_rule.as_str()), (0.4, "validation"));
+        assert!(before.rule_taus.is_empty() && before.sweep.is_empty());
+        assert_eq!(before.metrics, file.metrics);
         assert!(
             !dir.read_dir().unwrap().any(|e| e
                 .unwrap()
@@ -796,6 +818,16 @@ mod tests {
                 "`metrics.Acc_7`: expected a list of 2 numbers",
             ),
             (r#"{"mode": "RMFM", "seed": -1, "rates": [0, 1]}"#, "`seed`"),
+            (
+                r#"{"mode": "RMFM", "seed": 1111, "rates": [0, 1], "tau": {"validation": 0},
+                   "sweep": {"metric": "Acc_7", "values": [[0.5, 0.5, 0.5, 0.5, 0.5]]}}"#,
+                "`sweep.values`: expected 2 lists (one per point) of 31 numbers",
+            ),
+            (
+                r#"{"mode": "RMFM", "seed": 1111, "rates": [0, 1], "tau": {"validation": 0},
+                   "sweep": {"metric": "Acc_7", "values": [[0.5, 0.4, 0.3], [0.5, 0.4, 0.3]]}}"#,
+                "`sweep.values`: expected 2 lists (one per point) of 31 numbers",
+            ),
         ];
         for (text, needle) in cases {
             std::fs::write(&path, text).unwrap();

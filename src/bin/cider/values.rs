@@ -51,6 +51,13 @@ fn integer(text: &str, min: u128, max: u128) -> Result<u128, String> {
 
 /// A τ rule name or a τ of the grid (the names and numbers `cider_maci::tau_rules::TauChoice` parses).
 pub fn tau_choice(text: &str) -> Result<cider_maci::tau_rules::TauChoice, String> {
+    if text == "oracle" {
+        return Err(
+            "`oracle` reads the test labels, so it is no rule for τ; the oracle figures \
+                    are always in results.json, and `--table oracle` prints them"
+                .into(),
+        );
+    }
     text.parse().map_err(|e: cider_maci::MaciError| match e {
         cider_maci::MaciError::Invalid { message, .. } => message,
         other => other.to_string(),

@@ -37,7 +37,8 @@ pub struct EvalArgs {
     /// Missing rates: `start:end:step` or a comma list, each in [0, 1], increasing.
     #[arg(long, default_value = "0:1:0.1", allow_hyphen_values = true)]
     pub(crate) rates: String,
-    /// Split to evaluate (`test`, `valid`; τ is always chosen on `valid`).
+    /// Split to evaluate (`test`, `valid`); τ rules compare it with `valid` and never read its
+    /// labels.
     #[arg(long, default_value = "test")]
     pub(crate) split: String,
     /// How τ is chosen without the test labels: shift-gated (validation's τ unless the test
