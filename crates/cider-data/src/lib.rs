@@ -40,6 +40,7 @@ pub mod mt19937;
 pub mod npy;
 pub mod pickle;
 pub mod pickle_write;
+pub mod splitmix;
 pub mod synth;
 pub mod torch_file;
 pub mod value;

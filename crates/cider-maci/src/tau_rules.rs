@@ -30,6 +30,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use cider_data::dataset::Task;
+use cider_data::splitmix::SplitMix64;
 
 use crate::counterfactual::{CfOutputs, Tau, TauSweep, checked_pair};
 use crate::error::MaciError;
@@ -527,7 +528,7 @@ pub fn shift_test(
     let mut exceed = 0usize;
     for _ in 0..SHIFT_TEST_PERMUTATIONS {
         for i in (1..pooled.len()).rev() {
-            let j = (rng.next() % (i as u64 + 1)) as usize;
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             pooled.swap(i, j);
         }
         if statistic(&pooled) >= observed - 1e-12 {
@@ -557,19 +558,6 @@ fn chi_square(table: &[[usize; 2]], totals: [usize; 2]) -> f64 {
                 .sum::<f64>()
         })
         .sum()
-}
-
-/// Sebastiano Vigna's SplitMix64: a small seeded generator for the permutations.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// The outputs as checked `f64` rows of `classes` columns.

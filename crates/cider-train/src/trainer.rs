@@ -28,6 +28,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use cider_data::batch::{Batch, Order, batch_indices};
 use cider_data::dataset::{Dataset, Split};
 use cider_data::missing::TrainMissing;
+use cider_data::splitmix::{GOLDEN_GAMMA, mix64};
 use cider_maci::MaciError;
 use cider_maci::counterfactual::{Tau, TauSelection};
 use cider_maci::full_model::{Cider, CiderConfig, Confounders};
@@ -112,10 +113,7 @@ pub struct Trainer<B: AutodiffBackend> {
 /// The backend seed of epoch `e` (SplitMix64 of `seed` and `e`): dropout masks depend only on
 /// `(seed, e)`. Epoch 0 seeds the initialisation.
 pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix64(seed ^ (epoch as u64).wrapping_mul(GOLDEN_GAMMA))
 }
 
 /// The model for `data`: sizes from the data, text encoder from the configuration (a BERT's
