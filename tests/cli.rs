@@ -1104,7 +1104,9 @@ fn weights_of_another_model_name_the_parameter() {
     });
     assert_one_line_error(
         &output,
-        &["`network.text_encoder` is `Bert` in the file, the configuration expects `Precomputed`"],
+        &[
+            "`network.Cider.text_encoder` is `Bert` in the file, the configuration expects `Precomputed`",
+        ],
     );
 
     let output = infer_with_edit(&best, &pickle, "model.mpk", |p| {

@@ -176,7 +176,8 @@ pub fn reference_model<B: Backend>(
 ) -> Result<Cider<B>, ModelError> {
     let mut model = reference_config(layout, text).init(device)?;
     if text == TextMode::BertBaseFrozen {
-        model.network.text_encoder = model.network.text_encoder.no_grad();
+        let frozen = model.network.text_encoder().clone().no_grad();
+        model.network = model.network.with_text_encoder(frozen);
     }
     Ok(model)
 }

@@ -1,6 +1,11 @@
-//! The complete CIDer model: the network of `cider-model` (up to the joint representation `r`
-//! and the decoders) followed by the MCM, with the forward passes of docs/method.md §5.10 and the import
-//! of a reference `state_dict`.
+//! The complete model: a backbone (CIDer's network, MulT or a user's own module, up to the joint
+//! representation `r`) followed by MACI's classifier, with the forward passes of
+//! docs/method.md §5.10 and the import of a reference `state_dict`.
+//!
+//! [`Maci`] is generic over the backbone ([`Backbone`], docs/method.md §13.1); [`Cider`] is
+//! [`Maci`] over the built-in [`Network`], the model the training loop, the protocol and the
+//! command line work with. MSSD's passes ([`Cider::complete`], [`Cider::missing`]) need CIDer's
+//! own network; the factual / counterfactual passes of inference work with any backbone.
 
 use std::path::Path;
 
@@ -11,9 +16,11 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use cider_model::ModelError;
+use cider_model::backbone::{Backbone, BackboneKind, BackboneOutput, Network};
 use cider_model::decoder::Reconstruction;
 use cider_model::import::{is_bert_key, load_reference_network, load_reference_text_encoder};
-use cider_model::network::{CiderNetwork, InputMasks, NetworkOutput, TextInput, ViewInput};
+use cider_model::mult::load_mmsa_mult;
+use cider_model::network::{InputMasks, NetworkOutput, TextEncoder, TextInput, ViewInput};
 use cider_model::network_config::NetworkConfig;
 use cider_model::weights::{WeightFile, WeightLoader};
 
@@ -26,16 +33,86 @@ pub enum Classifier {
     /// CIDer: the MCM (docs/method.md §5.8), a backdoor adjustment over the class confounders.
     #[default]
     Maci,
-    /// The ablation without MACI: `log_softmax(W r + b)`, `W: Linear(3D → C)`; the confounders
+    /// The ablation without MACI: `log_softmax(W r + b)`, `W: Linear(R → C)`; the confounders
     /// are ignored and inference uses τ = 0. The MCM is still built (so every configuration has
-    /// the same modules) but receives no gradient.
+    /// the same modules) but receives no gradient. For MulT this is MMSA's own `out_layer`.
     Linear,
 }
 
-/// Configuration of the complete model.
+/// Configuration of MACI's classifier around any backbone (docs/method.md §13.1).
+#[derive(Config, Debug)]
+pub struct MaciConfig {
+    /// `C`: 3 for the "binary" task (negative / neutral / positive), 7 for "seven".
+    pub num_classes: usize,
+    /// Prototype part sizes `[d_l, d_a, d_v]` (the data's feature sizes).
+    pub prototype_dims: [usize; 3],
+    /// `D`: width of each confounder encoder `φ` (CIDer uses its model width).
+    pub confounder_width: usize,
+    /// Cross-dataset runs normalise the audio / vision confounder encoders.
+    #[config(default = "ConfounderNorm::None")]
+    pub confounder_norm: ConfounderNorm,
+    /// The MCM or a plain linear head.
+    #[config(default = "Classifier::Maci")]
+    pub classifier: Classifier,
+}
+
+impl MaciConfig {
+    /// Wraps `network` with the MCM (and the linear head of [`Classifier::Linear`]).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] for `num_classes` = 0 or a zero width.
+    pub fn init<B: Backend, M: Backbone<B>>(
+        &self,
+        network: M,
+        device: &B::Device,
+    ) -> Result<Maci<B, M>, ModelError> {
+        let linear_head = self.linear_head(network.representation_dim(), device)?;
+        self.assemble(network, linear_head, device)
+    }
+
+    /// The linear head of [`Classifier::Linear`] over `r` `[batch, R]`.
+    fn linear_head<B: Backend>(
+        &self,
+        r: usize,
+        device: &B::Device,
+    ) -> Result<Option<Linear<B>>, ModelError> {
+        if self.num_classes == 0 || self.confounder_width == 0 || r == 0 {
+            return Err(ModelError::Config {
+                source_name: "MaciConfig".into(),
+                message: format!(
+                    "num_classes ({}), confounder_width ({}) and the backbone's representation \
+                     width ({r}) must be at least 1",
+                    self.num_classes, self.confounder_width
+                ),
+            });
+        }
+        Ok((self.classifier == Classifier::Linear)
+            .then(|| LinearConfig::new(r, self.num_classes).init(device)))
+    }
+
+    /// The model from its parts; the MCM is initialised here.
+    fn assemble<B: Backend, M: Backbone<B>>(
+        &self,
+        network: M,
+        linear_head: Option<Linear<B>>,
+        device: &B::Device,
+    ) -> Result<Maci<B, M>, ModelError> {
+        let [d_l, d_a, d_v] = self.prototype_dims;
+        let mcm = McmConfig::new(self.confounder_width, d_l, d_a, d_v, self.num_classes)
+            .with_confounder_norm(self.confounder_norm)
+            .with_representation_dim(Some(network.representation_dim()));
+        Ok(Maci {
+            network,
+            mcm: mcm.init(device),
+            linear_head,
+        })
+    }
+}
+
+/// Configuration of the complete model over a built-in backbone.
 #[derive(Config, Debug)]
 pub struct CiderConfig {
-    /// The network up to `r` and the decoders.
+    /// The backbone (`network.options.backbone`) up to `r`, plus CIDer's decoders.
     pub network: NetworkConfig,
     /// `C`: 3 for the "binary" task (negative / neutral / positive), 7 for "seven".
     pub num_classes: usize,
@@ -48,14 +125,20 @@ pub struct CiderConfig {
 }
 
 impl CiderConfig {
-    /// The MCM part of this configuration.
-    pub fn mcm(&self) -> McmConfig {
+    /// The classifier part: confounder encoders `D` wide for CIDer, `2E` for MulT (so that
+    /// `R = 3·D` for both).
+    pub fn maci(&self) -> MaciConfig {
         let n = &self.network;
-        McmConfig::new(n.options.embed_dim, n.d_l, n.d_a, n.d_v, self.num_classes)
+        let width = match n.options.backbone {
+            BackboneKind::Cider => n.options.embed_dim,
+            BackboneKind::Mult => 2 * n.options.mult.width,
+        };
+        MaciConfig::new(self.num_classes, [n.d_l, n.d_a, n.d_v], width)
             .with_confounder_norm(self.confounder_norm)
+            .with_classifier(self.classifier)
     }
 
-    /// Builds the model with the initialisation of docs/method.md §5.11.
+    /// Builds the model with the initialisation of docs/method.md §5.11 (§13.2 for MulT).
     ///
     /// # Errors
     /// [`ModelError::Config`] for an invalid network configuration or `num_classes` = 0.
@@ -66,14 +149,20 @@ impl CiderConfig {
                 message: "num_classes must be at least 1".into(),
             });
         }
-        let linear_head = (self.classifier == Classifier::Linear).then(|| {
-            LinearConfig::new(3 * self.network.options.embed_dim, self.num_classes).init(device)
-        });
-        Ok(Cider {
-            network: self.network.init(device)?,
-            mcm: self.mcm().init(device),
-            linear_head,
-        })
+        let maci = self.maci();
+        // The head first, then the backbone, then the MCM: the order of the random draws.
+        let linear_head = maci.linear_head(self.representation_dim(), device)?;
+        let network = self.network.init_network(device)?;
+        maci.assemble(network, linear_head, device)
+    }
+
+    /// `R`: `3D` for CIDer, `6E` for MulT.
+    pub fn representation_dim(&self) -> usize {
+        let o = &self.network.options;
+        match o.backbone {
+            BackboneKind::Cider => 3 * o.embed_dim,
+            BackboneKind::Mult => o.mult.representation_dim(),
+        }
     }
 }
 
@@ -124,41 +213,126 @@ pub struct TestOutput<B: Backend> {
     pub counterfactual: ViewOutput<B>,
 }
 
-/// CIDer: network + MCM.
+/// A backbone followed by MACI's classifier.
 #[derive(Module, Debug)]
-pub struct Cider<B: Backend> {
-    /// Everything up to `r`, plus the decoders.
-    pub network: CiderNetwork<B>,
+pub struct Maci<B: Backend, M: Module<B>> {
+    /// Everything up to `r` (for CIDer also the decoders).
+    pub network: M,
     /// The causal classifier.
     pub mcm: Mcm<B>,
-    /// The ablation's linear head `Linear(3D → C)` ([`Classifier::Linear`]); when present it
-    /// replaces the MCM.
+    /// The linear head `Linear(R → C)` ([`Classifier::Linear`]); when present it replaces the
+    /// MCM.
     pub linear_head: Option<Linear<B>>,
 }
 
-impl<B: Backend> Cider<B> {
-    /// One view through the network and the MCM; also returns the network output.
+/// The complete model over a built-in backbone: CIDer's network (the paper's model) or MulT.
+pub type Cider<B> = Maci<B, Network<B>>;
+
+impl<B: Backend, M: Backbone<B>> Maci<B, M> {
+    /// `log p(y|x)` `[batch, C]` of `r` `[batch, R]`: the MCM under the confounders, or the
+    /// linear head (which ignores them).
     ///
     /// # Errors
-    /// [`ModelError::Input`] for inputs that do not fit the configuration.
+    /// [`ModelError::Input`] for confounders that do not fit the MCM or the batch.
+    pub fn classify(
+        &self,
+        joint_rep: Tensor<B, 2>,
+        confounders: &Confounders<B>,
+    ) -> Result<Tensor<B, 2>, ModelError> {
+        Ok(match &self.linear_head {
+            Some(head) => log_softmax(head.forward(joint_rep), 1), // [B, C]
+            None => {
+                self.check_confounders(confounders, joint_rep.dims()[0])?;
+                self.mcm.forward(
+                    joint_rep,
+                    confounders.feats.clone(),
+                    confounders.probs.clone(),
+                ) // [B, C]
+            }
+        })
+    }
+
+    /// One view through the backbone and the classifier: `log p(y|x)` `[batch, C]` and the
+    /// backbone's output.
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for inputs that do not fit the model.
+    pub fn log_probs(
+        &self,
+        view: ViewInput<B>,
+        masks: &InputMasks<B>,
+        confounders: &Confounders<B>,
+    ) -> Result<(Tensor<B, 2>, BackboneOutput<B>), ModelError> {
+        let out = self.network.forward_view(view, masks)?;
+        Ok((self.classify(out.joint_rep.clone(), confounders)?, out))
+    }
+
+    /// MACI's two inference passes (docs/method.md §7.3): `ℓ` of the factual view and `ℓ_cf`
+    /// of the same audio / vision with the counterfactual text, each `[batch, C]`.
+    ///
+    /// # Errors
+    /// As [`Maci::log_probs`].
+    pub fn factual_and_counterfactual(
+        &self,
+        factual: ViewInput<B>,
+        counterfactual_text: TextInput<B>,
+        masks: &InputMasks<B>,
+        confounders: &Confounders<B>,
+    ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ModelError> {
+        let counterfactual = ViewInput {
+            text: counterfactual_text,
+            audio: factual.audio.clone(),
+            vision: factual.vision.clone(),
+        };
+        let (pred, _) = self.log_probs(factual, masks, confounders)?;
+        let (cf_pred, _) = self.log_probs(counterfactual, masks, confounders)?;
+        Ok((pred, cf_pred))
+    }
+
+    /// Checks the confounder shapes against the MCM and the batch.
+    fn check_confounders(&self, c: &Confounders<B>, batch: usize) -> Result<(), ModelError> {
+        let classes = self.mcm.heads.len();
+        let width: usize = self.mcm.parts.iter().sum();
+        let fail = |what: &str, got: Vec<usize>, want: Vec<usize>| {
+            Err(ModelError::Input {
+                what: what.into(),
+                message: format!("expected shape {want:?}, got {got:?}"),
+            })
+        };
+        if c.feats.dims() != [classes, batch, width] {
+            return fail(
+                "cls_feats",
+                c.feats.dims().to_vec(),
+                vec![classes, batch, width],
+            );
+        }
+        if c.probs.dims() != [batch, classes] {
+            return fail("cls_probs", c.probs.dims().to_vec(), vec![batch, classes]);
+        }
+        Ok(())
+    }
+}
+
+impl<B: Backend> Cider<B> {
+    /// The text encoder in front of the backbone.
+    pub fn text_encoder(&self) -> &TextEncoder<B> {
+        self.network.text_encoder()
+    }
+
+    /// One view through CIDer's network and the classifier; also returns the network output
+    /// (attention scores and MCT segments, which MSSD uses).
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for inputs that do not fit the configuration;
+    /// [`ModelError::Config`] for a MulT backbone.
     pub fn forward_view(
         &self,
         view: ViewInput<B>,
         masks: &InputMasks<B>,
         confounders: &Confounders<B>,
     ) -> Result<(ViewOutput<B>, NetworkOutput<B>), ModelError> {
-        let out = self.network.forward(view, masks)?;
-        let pred = match &self.linear_head {
-            Some(head) => log_softmax(head.forward(out.joint_rep.clone()), 1), // [B, C]
-            None => {
-                self.check_confounders(confounders, out.joint_rep.dims()[0])?;
-                self.mcm.forward(
-                    out.joint_rep.clone(),
-                    confounders.feats.clone(),
-                    confounders.probs.clone(),
-                ) // [B, C]
-            }
-        };
+        let out = self.network.cider("this pass")?.forward(view, masks)?;
+        let pred = self.classify(out.joint_rep.clone(), confounders)?;
         let view = ViewOutput {
             pred,
             joint_rep: out.joint_rep.clone(),
@@ -191,7 +365,10 @@ impl<B: Backend> Cider<B> {
         let (view, out) = self.forward_view(view, masks, confounders)?;
         Ok(MissingOutput {
             view,
-            recon: self.network.reconstruct(&out.fused),
+            recon: self
+                .network
+                .cider("reconstruction")?
+                .reconstruct(&out.fused),
         })
     }
 
@@ -217,7 +394,7 @@ impl<B: Backend> Cider<B> {
         })
     }
 
-    /// Loads a reference `state_dict` (CIDer repo key names) from a `.safetensors` file or a
+    /// Loads a reference `state_dict` (CIDer repo key names; MMSA's for MulT) from a `.safetensors` file or a
     /// PyTorch `.pt` / `.pth` / `.bin` file (a state dict, or a whole pickled module as the
     /// reference saves its models; read without running anything).
     ///
@@ -241,43 +418,65 @@ impl<B: Backend> Cider<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let mut loader = WeightLoader::new(file, "", device);
-        let network = load_reference_network(self.network, &mut loader);
-        let mcm = load_reference_mcm(self.mcm, &mut loader);
+        let model = load_reference_keys(self, &mut loader);
         let rest = loader.finish(is_bert_key);
-        let bert = load_reference_text_encoder(network, file, device);
-        match (bert, rest) {
-            (Ok(network), Ok(())) => Ok(Self {
-                network,
-                mcm,
-                linear_head: self.linear_head,
-            }),
+        match (load_reference_bert(model, file, device), rest) {
+            (Ok(model), Ok(())) => Ok(model),
             (Ok(_), Err(e)) | (Err(e), Ok(())) => Err(e),
             (Err(a), Err(b)) => Err(merge_weight_errors(a, b)),
         }
     }
+}
 
-    /// Checks the confounder shapes against the MCM and the batch.
-    fn check_confounders(&self, c: &Confounders<B>, batch: usize) -> Result<(), ModelError> {
-        let classes = self.mcm.heads.len();
-        let width: usize = self.mcm.parts.iter().sum();
-        let fail = |what: &str, got: Vec<usize>, want: Vec<usize>| {
-            Err(ModelError::Input {
-                what: what.into(),
-                message: format!("expected shape {want:?}, got {got:?}"),
-            })
-        };
-        if c.feats.dims() != [classes, batch, width] {
-            return fail(
-                "cls_feats",
-                c.feats.dims().to_vec(),
-                vec![classes, batch, width],
-            );
+/// Moves the non-BERT tensors of a reference file into `model` through `loader` (prefix `""`):
+/// for CIDer the network and MCM keys of the CIDer repo; for MulT MMSA's `MULT` keys, with
+/// `out_layer` into the linear head ([`Classifier::Linear`]; with the MCM, MMSA's head has no
+/// place and is skipped). Missing and mis-shaped keys are recorded in the loader.
+pub fn load_reference_keys<B: Backend>(
+    model: Cider<B>,
+    loader: &mut WeightLoader<'_, B>,
+) -> Cider<B> {
+    match model.network {
+        Network::Cider(network) => Maci {
+            network: Network::Cider(load_reference_network(network, loader)),
+            mcm: load_reference_mcm(model.mcm, loader),
+            linear_head: model.linear_head,
+        },
+        Network::Mult(mult) => {
+            let network = Network::Mult(load_mmsa_mult(mult, loader));
+            let linear_head = match model.linear_head {
+                Some(head) => Some(loader.linear(head, "out_layer")),
+                None => {
+                    loader.skip("out_layer.weight");
+                    loader.skip("out_layer.bias");
+                    None
+                }
+            };
+            Maci {
+                network,
+                mcm: model.mcm,
+                linear_head,
+            }
         }
-        if c.probs.dims() != [batch, classes] {
-            return fail("cls_probs", c.probs.dims().to_vec(), vec![batch, classes]);
-        }
-        Ok(())
     }
+}
+
+/// Loads the BERT of `model`'s text encoder from `file` (keys under `text_model.model.`, in
+/// the CIDer repo and in MMSA alike); nothing for precomputed text.
+///
+/// # Errors
+/// [`ModelError::Weights`] for missing, unexpected or mis-shaped BERT keys.
+pub fn load_reference_bert<B: Backend>(
+    model: Cider<B>,
+    file: &WeightFile,
+    device: &B::Device,
+) -> Result<Cider<B>, ModelError> {
+    let encoder = model.network.text_encoder().clone();
+    let loaded = load_reference_text_encoder(encoder, file, device)?;
+    Ok(Maci {
+        network: model.network.with_text_encoder(loaded),
+        ..model
+    })
 }
 
 /// Joins two [`ModelError::Weights`] (BERT and the rest) into one; any other error wins.
@@ -693,11 +892,12 @@ mod tests {
                 .to_vec::<f32>()
                 .expect("f32")
         };
+        let network = model.network.cider("the test").expect("CIDer backbone");
         for grad in [
-            grad_of(&model.network.wsam_a.in_proj.weight),
-            grad_of(&model.network.mct.layers[0].self_attn.in_proj.weight),
+            grad_of(&network.wsam_a.in_proj.weight),
+            grad_of(&network.mct.layers[0].self_attn.in_proj.weight),
             grad_of(&model.mcm.phi_l.layers[0].weight),
-            grad_of(&model.network.proj_l.linear.weight),
+            grad_of(&network.proj_l.linear.weight),
         ] {
             assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
             assert!(grad.iter().any(|g| *g != 0.0));

@@ -185,7 +185,7 @@ pub fn check_golden<B: Backend>(
             })?;
         let status = match outputs.get(name) {
             None => GoldenStatus::Unknown,
-            Some(ours) => compare(ours, &npy::from_path(dir.join(file))?, file)?,
+            Some(ours) => compare_output(ours, &npy::from_path(dir.join(file))?, file)?,
         };
         entries.push(GoldenEntry {
             name: name.to_string(),
@@ -453,7 +453,12 @@ fn run_passes<B: Backend>(model: &Cider<B>, x: &GoldenInputs<B>) -> Result<Outpu
 }
 
 /// Compares our output with a reference array.
-fn compare(
+/// Compares one of our outputs (`(shape, values)`) with a reference `.npy` array: the largest
+/// absolute error, or the shape mismatch.
+///
+/// # Errors
+/// [`ModelError::Input`] naming `file` when the reference array is not numeric.
+pub fn compare_output(
     (shape, ours): &(Vec<usize>, Vec<f32>),
     reference: &cider_data::NumpyArray,
     file: &str,

@@ -12,13 +12,14 @@ use burn::tensor::backend::Backend;
 use cider_data::batch::{Batch, Order, batch_indices, gather_rows};
 use cider_data::dataset::{Split, Task};
 use cider_data::missing::MissingView;
+use cider_model::backbone::Backbone;
 use cider_model::batch_input::BatchView;
 use cider_model::network::InputMasks;
 use serde::{Deserialize, Serialize};
 
 use crate::MaciError;
 use crate::counterfactual::{CfOutputs, Tau, TauSweep};
-use crate::full_model::Cider;
+use crate::full_model::Maci;
 use crate::metrics::{self, Metrics};
 use crate::prototypes::Prototypes;
 
@@ -59,7 +60,7 @@ pub struct Predictions {
     pub cf_pred: Option<Vec<f32>>,
 }
 
-/// Runs `model` over every sample of `split` in file order, `batch_size` samples a batch.
+/// Runs `model` (any backbone with MACI's classifier) over every sample of `split` in file order, `batch_size` samples a batch.
 ///
 /// `view` is the split's missing view (all `N` rows, from [`cider_data::missing::eval_view`]); `cf_ids` are the
 /// counterfactual token ids `[N, T_l]` (docs/method.md §4.2), or `None` for the factual pass only;
@@ -70,8 +71,8 @@ pub struct Predictions {
 /// # Errors
 /// Sizes that disagree with the split, `batch_size` 0, precomputed-feature models on splits
 /// without `text` features, and model input errors.
-pub fn predict<B: Backend>(
-    model: &Cider<B>,
+pub fn predict<B: Backend, M: Backbone<B>>(
+    model: &Maci<B, M>,
     split: &Split,
     view: &MissingView,
     cf_ids: Option<&[u32]>,
@@ -116,18 +117,19 @@ pub fn predict<B: Backend>(
         let batch = Batch::<B>::new(split, &indices, &rows, cf_rows.as_deref(), &labels, device);
         let masks = InputMasks::of(&batch);
         let conf = confounders.confounders::<B>(indices.len(), device);
-        let encoder = &model.network.text_encoder;
-        let factual = encoder.view_of(&batch, BatchView::Missing, &split.name)?;
+        let source = model.network.text_source();
+        let factual = source.view_of(&batch, BatchView::Missing, &split.name)?;
         match cf_pred.as_mut() {
             Some(cf_out) => {
-                let cf_text = encoder.text_of(&batch, BatchView::Counterfactual, &split.name)?;
-                let out = model.test(factual, cf_text, &masks, &conf)?;
-                pred.extend(to_f32(out.factual.pred)?);
-                cf_out.extend(to_f32(out.counterfactual.pred)?);
+                let cf_text = source.text_of(&batch, BatchView::Counterfactual, &split.name)?;
+                let (factual, counterfactual) =
+                    model.factual_and_counterfactual(factual, cf_text, &masks, &conf)?;
+                pred.extend(to_f32(factual)?);
+                cf_out.extend(to_f32(counterfactual)?);
             }
             None => {
-                let (out, _) = model.forward_view(factual, &masks, &conf)?;
-                pred.extend(to_f32(out.pred)?);
+                let (out, _) = model.log_probs(factual, &masks, &conf)?;
+                pred.extend(to_f32(out)?);
             }
         }
     }

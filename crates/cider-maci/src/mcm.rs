@@ -41,6 +41,10 @@ pub struct McmConfig {
     /// Normalisation of `φ_a` / `φ_v` (cross-dataset: [`ConfounderNorm::LayerNorm`]).
     #[config(default = "ConfounderNorm::None")]
     pub confounder_norm: ConfounderNorm,
+    /// `R`, the width of the joint representation; `None` is CIDer's `3D`. Another backbone
+    /// (docs/method.md §13.1) sets its own.
+    #[config(default = "None")]
+    pub representation_dim: Option<usize>,
 }
 
 /// A confounder encoder `φ`: `Linear(d → D) → [LN] → ReLU → Linear(D → D) → [LN] → ReLU →
@@ -109,7 +113,7 @@ pub struct Mcm<B: Backend> {
     pub phi_a: ConfounderEncoder<B>,
     /// `φ_v` (reference `cls_encoders_v`).
     pub phi_v: ConfounderEncoder<B>,
-    /// The `C` heads `W_i: Linear(6D → C)` (reference `classifiers.{i}`).
+    /// The `C` heads `W_i: Linear(R + 3D → C)`, `R = 3D` for CIDer (reference `classifiers.{i}`).
     pub heads: Vec<Linear<B>>,
     /// Prototype part sizes `[d_l, d_a, d_v]`.
     pub parts: [usize; 3],
@@ -119,12 +123,13 @@ impl McmConfig {
     /// Initialises the [`Mcm`] (PyTorch-default Linear initialisation).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mcm<B> {
         let d = self.d_model;
+        let r = self.representation_dim.unwrap_or(3 * d);
         Mcm {
             phi_l: ConfounderEncoder::new(self.d_l, d, ConfounderNorm::None, device),
             phi_a: ConfounderEncoder::new(self.d_a, d, self.confounder_norm, device),
             phi_v: ConfounderEncoder::new(self.d_v, d, self.confounder_norm, device),
             heads: (0..self.num_classes)
-                .map(|_| LinearConfig::new(6 * d, self.num_classes).init(device))
+                .map(|_| LinearConfig::new(r + 3 * d, self.num_classes).init(device))
                 .collect(),
             parts: [self.d_l, self.d_a, self.d_v],
         }
@@ -135,7 +140,7 @@ impl<B: Backend> Mcm<B> {
     /// Classifies the joint representation under the confounders.
     ///
     /// # Shapes
-    /// - joint_rep `r`: `[batch, 3D]`
+    /// - joint_rep `r`: `[batch, R]` (`R = 3D` for CIDer)
     /// - cls_feats `z`: `[C, batch, d_l + d_a + d_v]` (prototype `i` for every sample)
     /// - cls_probs `P(z)`: `[batch, C]`
     /// - output `log p(y|x)`: `[batch, C]`

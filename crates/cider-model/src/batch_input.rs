@@ -17,6 +17,7 @@ use cider_data::dataset::Split;
 use crate::ModelError;
 use crate::bert::BertConfig;
 use crate::network::{InputMasks, TextEncoder, TextInput, ViewInput};
+use crate::network_config::TextSource;
 
 /// Which version of a batch's inputs to feed the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,15 +95,15 @@ fn first_at_or_above(ids: impl Iterator<Item = usize>, bound: usize) -> Option<(
     ids.enumerate().find(|&(_, id)| id >= bound)
 }
 
-impl<B: Backend> TextEncoder<B> {
+impl TextSource {
     /// The text of `batch` in `view`, in the form this encoder takes. `split` names the
     /// batch's split in errors.
     ///
     /// # Errors
     /// [`ModelError::Input`] when a precomputed-feature encoder meets a batch without `text`
     /// features, or a counterfactual view is asked of a batch without counterfactual ids.
-    pub fn text_of(
-        &self,
+    pub fn text_of<B: Backend>(
+        self,
         batch: &Batch<B>,
         view: BatchView,
         split: &str,
@@ -114,7 +115,7 @@ impl<B: Backend> TextEncoder<B> {
             })
         };
         match self {
-            TextEncoder::Bert(_) => Ok(TextInput::Tokens {
+            TextSource::Bert => Ok(TextInput::Tokens {
                 ids: match view {
                     BatchView::Complete => batch.text_ids.clone(),
                     BatchView::Missing => batch.text_m_ids.clone(),
@@ -123,7 +124,7 @@ impl<B: Backend> TextEncoder<B> {
                 attention_mask: batch.text_mask.clone(),
                 token_types: batch.text_segment.clone(),
             }),
-            TextEncoder::Precomputed(_) => {
+            TextSource::Precomputed => {
                 let features = batch
                     .text_features
                     .clone()
@@ -146,13 +147,13 @@ impl<B: Backend> TextEncoder<B> {
         }
     }
 
-    /// The whole input of `batch` in `view`: its text ([`TextEncoder::text_of`]) with the
+    /// The whole input of `batch` in `view`: its text ([`TextSource::text_of`]) with the
     /// complete audio and vision for [`BatchView::Complete`], the missing view's otherwise.
     ///
     /// # Errors
-    /// As [`TextEncoder::text_of`].
-    pub fn view_of(
-        &self,
+    /// As [`TextSource::text_of`].
+    pub fn view_of<B: Backend>(
+        self,
         batch: &Batch<B>,
         view: BatchView,
         split: &str,
@@ -168,6 +169,42 @@ impl<B: Backend> TextEncoder<B> {
             audio,
             vision,
         })
+    }
+}
+
+impl<B: Backend> TextEncoder<B> {
+    /// What this encoder reads: token ids (BERT) or features.
+    pub fn source(&self) -> TextSource {
+        match self {
+            TextEncoder::Bert(_) => TextSource::Bert,
+            TextEncoder::Precomputed(_) => TextSource::Precomputed,
+        }
+    }
+
+    /// [`TextSource::text_of`] for this encoder's source.
+    ///
+    /// # Errors
+    /// As [`TextSource::text_of`].
+    pub fn text_of(
+        &self,
+        batch: &Batch<B>,
+        view: BatchView,
+        split: &str,
+    ) -> Result<TextInput<B>, ModelError> {
+        self.source().text_of(batch, view, split)
+    }
+
+    /// [`TextSource::view_of`] for this encoder's source.
+    ///
+    /// # Errors
+    /// As [`TextSource::text_of`].
+    pub fn view_of(
+        &self,
+        batch: &Batch<B>,
+        view: BatchView,
+        split: &str,
+    ) -> Result<ViewInput<B>, ModelError> {
+        self.source().view_of(batch, view, split)
     }
 }
 

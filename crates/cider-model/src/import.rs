@@ -31,7 +31,7 @@ use crate::wsam::Wsam;
 /// Key prefix of the BERT inside the reference `state_dict`.
 pub const BERT_PREFIX: &str = "text_model.model.";
 
-/// Loads the BERT of `network` from `file` (keys under [`BERT_PREFIX`]).
+/// Loads the BERT of a text encoder from `file` (keys under [`BERT_PREFIX`]).
 ///
 /// With [`TextEncoder::Precomputed`] there is nothing to load and the file's BERT keys are not
 /// used.
@@ -39,19 +39,15 @@ pub const BERT_PREFIX: &str = "text_model.model.";
 /// # Errors
 /// [`ModelError::Weights`] for missing, unexpected or mis-shaped BERT keys.
 pub fn load_reference_text_encoder<B: Backend>(
-    network: CiderNetwork<B>,
+    text_encoder: TextEncoder<B>,
     file: &WeightFile,
     device: &B::Device,
-) -> Result<CiderNetwork<B>, ModelError> {
-    let text_encoder = match network.text_encoder {
+) -> Result<TextEncoder<B>, ModelError> {
+    Ok(match text_encoder {
         TextEncoder::Bert(bert) => {
             TextEncoder::Bert(load_bert_weights(bert, file, BERT_PREFIX, device)?)
         }
         precomputed @ TextEncoder::Precomputed(_) => precomputed,
-    };
-    Ok(CiderNetwork {
-        text_encoder,
-        ..network
     })
 }
 

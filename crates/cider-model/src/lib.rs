@@ -38,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backbone;
 pub mod batch_input;
 pub mod bert;
 pub mod decoder;
@@ -47,6 +48,8 @@ pub mod hf_pickle;
 pub mod import;
 pub mod mct;
 pub mod memory_estimate;
+pub mod mult;
+pub mod mult_encoder;
 pub mod network;
 pub mod network_config;
 pub mod pooling;

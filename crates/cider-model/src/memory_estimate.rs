@@ -22,6 +22,7 @@
 //! cannot be read), or `CIDER_MAX_MEMORY_GIB` when that environment variable is set.
 
 use crate::ModelError;
+use crate::backbone::BackboneKind;
 use crate::network_config::NetworkConfig;
 
 /// The environment variable that sets the memory limit in GiB.
@@ -63,6 +64,9 @@ impl MemoryEstimate {
                 b * layers * (16.0 * t_l * hid + 2.0 * heads * t_l * t_l),
             )
         });
+        if o.backbone == BackboneKind::Mult {
+            return Self::of_mult(network, b, (bert_params, bert_acts));
+        }
         let layer_params = 32.0 * d * d * n + 24.0 * d * d;
         let table = f(o.max_positions) * d;
         let parameters = layer_params
@@ -81,6 +85,56 @@ impl MemoryEstimate {
             ("model.max_positions", 4.0 * table),
             ("model.text_encoder", 4.0 * bert_params + 2.0 * bert_acts),
             ("batch_size", 2.0 * mct_acts),
+        ];
+        let largest = terms
+            .iter()
+            .fold(terms[0], |best, t| if t.1 > best.1 { *t } else { best })
+            .0;
+        Self {
+            parameters,
+            activations,
+            bytes: 4.0 * (4.0 * parameters + 2.0 * activations),
+            largest,
+        }
+    }
+
+    /// The estimate of a MulT backbone (docs/method.md §13.2), `E` = `mult.width`, `k` the
+    /// kernels, `T' = T − k + 1`:
+    /// - parameters `E·Σ d_m·k_m + (72·levels + 144·max(levels, 3) + 72)·E²`;
+    /// - activations, per target `x` and source `y`, `B·levels·(16·T'_x·E + 2·H·T'_x·T'_y)`,
+    ///   and per memory `B·max(levels, 3)·(32·T'_x·E + 2·H·T'_x²)`.
+    fn of_mult(network: &NetworkConfig, b: f64, (bert_params, bert_acts): (f64, f64)) -> Self {
+        let m = &network.options.mult;
+        let f = |v: usize| v as f64;
+        let (e, h) = (f(m.width), f(m.num_heads));
+        let (levels, memory) = (f(m.levels), f(m.levels.max(3)));
+        let dims = [network.d_l, network.d_a, network.d_v];
+        let lengths = [network.t_l, network.t_a, network.t_v];
+        let steps: Vec<f64> = lengths
+            .iter()
+            .zip(m.kernels)
+            .map(|(&t, k)| f(t.saturating_sub(k) + 1))
+            .collect();
+        let projections: f64 = dims.iter().zip(m.kernels).map(|(&d, k)| e * f(d * k)).sum();
+        let layer_params = (72.0 * levels + 144.0 * memory + 72.0) * e * e;
+        let parameters = projections + layer_params + bert_params;
+        let mut encoder_acts = 0.0;
+        for (x, &t_x) in steps.iter().enumerate() {
+            for (_, &t_y) in steps.iter().enumerate().filter(|&(y, _)| y != x) {
+                encoder_acts += b * levels * (16.0 * t_x * e + 2.0 * h * t_x * t_y);
+            }
+            encoder_acts += b * memory * (32.0 * t_x * e + 2.0 * h * t_x * t_x);
+        }
+        let inputs: f64 = dims
+            .iter()
+            .zip(lengths)
+            .map(|(&d, t)| 2.0 * b * f(t * d))
+            .sum();
+        let activations = encoder_acts + inputs + bert_acts;
+        let terms = [
+            ("model.mult.width", 4.0 * layer_params),
+            ("model.text_encoder", 4.0 * bert_params + 2.0 * bert_acts),
+            ("batch_size", 2.0 * encoder_acts),
         ];
         let largest = terms
             .iter()

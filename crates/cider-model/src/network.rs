@@ -10,9 +10,11 @@ use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor};
 
 use crate::ModelError;
+use crate::backbone::{BackboneKind, Network};
 use crate::bert::Bert;
 use crate::decoder::{Decoders, DecodersConfig, Reconstruction};
 use crate::mct::{Mct, MctConfig, MctOutput};
+use crate::mult::MultConfig;
 use crate::network_config::{Alignment, NetworkConfig, PositionalMode};
 use crate::pooling::{NaiveAttention, NaiveAttentionConfig};
 use crate::projection::{
@@ -32,6 +34,38 @@ pub enum TextEncoder<B: Backend> {
     Bert(Bert<B>),
     /// Pre-extracted features passed through unchanged.
     Precomputed(PrecomputedText),
+}
+
+impl<B: Backend> TextEncoder<B> {
+    /// Encodes one view's text into `X_l`.
+    ///
+    /// # Shapes
+    /// - text: token ids `[batch, T_l]` or features `[batch, T_l, d_l]`
+    /// - returns `[batch, T_l, d_l]`
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when the text kind does not fit the encoder.
+    pub fn encode(&self, text: TextInput<B>) -> Result<Tensor<B, 3>, ModelError> {
+        match (self, text) {
+            (
+                TextEncoder::Bert(bert),
+                TextInput::Tokens {
+                    ids,
+                    attention_mask,
+                    token_types,
+                },
+            ) => Ok(bert.forward(ids, attention_mask, token_types)), // [B, T_l, d_l]
+            (TextEncoder::Precomputed(_), TextInput::Features(features)) => Ok(features),
+            (TextEncoder::Bert(_), TextInput::Features(_)) => Err(input_error(
+                "text",
+                "the BERT text encoder needs token ids, got precomputed features".into(),
+            )),
+            (TextEncoder::Precomputed(_), TextInput::Tokens { .. }) => Err(input_error(
+                "text",
+                "the precomputed text encoder needs features, got token ids".into(),
+            )),
+        }
+    }
 }
 
 /// The text of one view, in the form its [`TextEncoder`] takes.
@@ -154,10 +188,7 @@ impl NetworkConfig {
         self.validate()?;
         let o = &self.options;
         let d = o.embed_dim;
-        let text_encoder = match &self.bert {
-            Some(bert) => TextEncoder::Bert(bert.init(device)?),
-            None => TextEncoder::Precomputed(PrecomputedText),
-        };
+        let text_encoder = self.init_text_encoder(device)?;
         let bound = 1.0 / (d as f64).sqrt();
         let gru = GruConfig::new(d, d, true).with_initializer(Initializer::Uniform {
             min: -bound,
@@ -199,6 +230,40 @@ impl NetworkConfig {
     }
 }
 
+impl NetworkConfig {
+    /// Builds the backbone `options.backbone` names: CIDer's network ([`NetworkConfig::init`])
+    /// or MulT (docs/method.md §13.2).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] when [`NetworkConfig::validate`] fails.
+    pub fn init_network<B: Backend>(&self, device: &B::Device) -> Result<Network<B>, ModelError> {
+        match self.options.backbone {
+            BackboneKind::Cider => Ok(Network::Cider(self.init(device)?)),
+            BackboneKind::Mult => {
+                self.validate()?;
+                let config = MultConfig {
+                    options: self.options.mult.clone(),
+                    input_dims: [self.t_l, self.t_a, self.t_v, self.d_l, self.d_a, self.d_v],
+                };
+                Ok(Network::Mult(
+                    config.init(self.init_text_encoder(device)?, device)?,
+                ))
+            }
+        }
+    }
+
+    /// The BERT of `bert`, or the precomputed-feature pass-through.
+    fn init_text_encoder<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<TextEncoder<B>, ModelError> {
+        Ok(match &self.bert {
+            Some(bert) => TextEncoder::Bert(bert.init(device)?),
+            None => TextEncoder::Precomputed(PrecomputedText),
+        })
+    }
+}
+
 impl<B: Backend> CiderNetwork<B> {
     /// One forward pass (`forward_once` of docs/method.md §5.0 without the classifier).
     ///
@@ -217,7 +282,7 @@ impl<B: Backend> CiderNetwork<B> {
         masks: &InputMasks<B>,
     ) -> Result<NetworkOutput<B>, ModelError> {
         self.check_inputs(&view, masks)?;
-        let x_l = self.encode_text(view.text)?; // [B, T_l, d_l]
+        let x_l = self.text_encoder.encode(view.text)?; // [B, T_l, d_l]
         let p_l = self.proj_l.forward(x_l.clone()); // [B, T_l, D]
         let p_a = self.proj_a.forward(view.audio); // [B, T_a, D]
         let p_v = self.proj_v.forward(view.vision); // [B, T_v, D]
@@ -269,74 +334,11 @@ impl<B: Backend> CiderNetwork<B> {
         )
     }
 
-    /// Runs the text encoder.
-    fn encode_text(&self, text: TextInput<B>) -> Result<Tensor<B, 3>, ModelError> {
-        match (&self.text_encoder, text) {
-            (
-                TextEncoder::Bert(bert),
-                TextInput::Tokens {
-                    ids,
-                    attention_mask,
-                    token_types,
-                },
-            ) => Ok(bert.forward(ids, attention_mask, token_types)), // [B, T_l, d_l]
-            (TextEncoder::Precomputed(_), TextInput::Features(features)) => Ok(features),
-            (TextEncoder::Bert(_), TextInput::Features(_)) => Err(input_error(
-                "text",
-                "the BERT text encoder needs token ids, got precomputed features".into(),
-            )),
-            (TextEncoder::Precomputed(_), TextInput::Tokens { .. }) => Err(input_error(
-                "text",
-                "the precomputed text encoder needs features, got token ids".into(),
-            )),
-        }
-    }
-
     /// Checks every input shape against the configuration, and the batch size against the
     /// positional table in [`PositionalMode::BatchIndex`].
     fn check_inputs(&self, view: &ViewInput<B>, masks: &InputMasks<B>) -> Result<(), ModelError> {
-        let [t_l, t_a, t_v, d_l, d_a, d_v] = self.input_dims;
+        check_view_shapes(view, masks, self.input_dims)?;
         let batch = view.audio.dims()[0];
-        let expect = |what: &str, got: Vec<usize>, want: Vec<usize>| {
-            if got == want {
-                Ok(())
-            } else {
-                Err(input_error(
-                    what,
-                    format!("expected shape {want:?}, got {got:?}"),
-                ))
-            }
-        };
-        match &view.text {
-            TextInput::Tokens {
-                ids,
-                attention_mask,
-                token_types,
-            } => {
-                expect("text ids", ids.dims().to_vec(), vec![batch, t_l])?;
-                expect(
-                    "text attention mask",
-                    attention_mask.dims().to_vec(),
-                    vec![batch, t_l],
-                )?;
-                expect(
-                    "text token types",
-                    token_types.dims().to_vec(),
-                    vec![batch, t_l],
-                )?;
-            }
-            TextInput::Features(x) => expect("text", x.dims().to_vec(), vec![batch, t_l, d_l])?,
-        }
-        expect("audio", view.audio.dims().to_vec(), vec![batch, t_a, d_a])?;
-        expect("vision", view.vision.dims().to_vec(), vec![batch, t_v, d_v])?;
-        expect("text mask", masks.text.dims().to_vec(), vec![batch, t_l])?;
-        expect("audio mask", masks.audio.dims().to_vec(), vec![batch, t_a])?;
-        expect(
-            "vision mask",
-            masks.vision.dims().to_vec(),
-            vec![batch, t_v],
-        )?;
-        expect("text_len", masks.text_len.dims().to_vec(), vec![batch])?;
         let table_rows = self.mct.pe.dims()[0];
         if self.mct.positional == PositionalMode::BatchIndex && batch > table_rows {
             return Err(input_error(
@@ -349,6 +351,60 @@ impl<B: Backend> CiderNetwork<B> {
         }
         Ok(())
     }
+}
+
+/// Checks a view and its masks against the input sizes `[T_l, T_a, T_v, d_l, d_a, d_v]`.
+///
+/// # Errors
+/// [`ModelError::Input`] naming the first input whose shape differs.
+pub fn check_view_shapes<B: Backend>(
+    view: &ViewInput<B>,
+    masks: &InputMasks<B>,
+    input_dims: [usize; 6],
+) -> Result<(), ModelError> {
+    let [t_l, t_a, t_v, d_l, d_a, d_v] = input_dims;
+    let batch = view.audio.dims()[0];
+    let expect = |what: &str, got: Vec<usize>, want: Vec<usize>| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(input_error(
+                what,
+                format!("expected shape {want:?}, got {got:?}"),
+            ))
+        }
+    };
+    match &view.text {
+        TextInput::Tokens {
+            ids,
+            attention_mask,
+            token_types,
+        } => {
+            expect("text ids", ids.dims().to_vec(), vec![batch, t_l])?;
+            expect(
+                "text attention mask",
+                attention_mask.dims().to_vec(),
+                vec![batch, t_l],
+            )?;
+            expect(
+                "text token types",
+                token_types.dims().to_vec(),
+                vec![batch, t_l],
+            )?;
+        }
+        TextInput::Features(x) => expect("text", x.dims().to_vec(), vec![batch, t_l, d_l])?,
+    }
+    expect("audio", view.audio.dims().to_vec(), vec![batch, t_a, d_a])?;
+    expect("vision", view.vision.dims().to_vec(), vec![batch, t_v, d_v])?;
+    expect("text mask", masks.text.dims().to_vec(), vec![batch, t_l])?;
+    expect("audio mask", masks.audio.dims().to_vec(), vec![batch, t_a])?;
+    expect(
+        "vision mask",
+        masks.vision.dims().to_vec(),
+        vec![batch, t_v],
+    )?;
+    expect("text_len", masks.text_len.dims().to_vec(), vec![batch])?;
+    Ok(())
 }
 
 /// Runs a GRU over every step from a zero state (docs/method.md §5.4, PyTorch's equations):

@@ -11,7 +11,9 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::backbone::BackboneKind;
 use crate::bert::BertConfig;
+use crate::mult::MultOptions;
 
 /// Whether audio and vision come word-aligned to the text (docs/method.md §2.3, §5.3).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -79,6 +81,11 @@ pub struct NetworkOptions {
     /// [`TextSource::Bert`]; read when training starts, not when a trained model is opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bert_dir: Option<PathBuf>,
+    /// The network that produces `r`: CIDer's own or MulT (docs/method.md §13). With MulT the
+    /// CIDer-specific keys above (`embed_dim` … `max_positions`) are not used.
+    pub backbone: BackboneKind,
+    /// MulT's hyper-parameters (the `[model.mult]` table), read with `backbone = "mult"`.
+    pub mult: MultOptions,
 }
 
 impl Default for NetworkOptions {
@@ -96,6 +103,8 @@ impl Default for NetworkOptions {
             max_positions: 1024,
             text_encoder: TextSource::Precomputed,
             bert_dir: None,
+            backbone: BackboneKind::Cider,
+            mult: MultOptions::default(),
         }
     }
 }
@@ -134,7 +143,10 @@ impl NetworkOptions {
         if let Some((name, p)) = dropouts.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
             return Err((name, format!("= {p} is not a rate in [0, 1)")));
         }
-        Ok(())
+        match self.backbone {
+            BackboneKind::Cider => Ok(()),
+            BackboneKind::Mult => self.mult.check(),
+        }
     }
 }
 

@@ -24,12 +24,13 @@ use cider_data::missing::{DEFAULT_MISSING_SEED, EvalMissing, check_mode, eval_vi
 use cider_data::missing_mode::EvalMode;
 use cider_maci::MaciError;
 use cider_maci::counterfactual::{CfOutputs, Tau, TauSelection};
-use cider_maci::full_model::Cider;
+use cider_maci::full_model::Maci;
 use cider_maci::inference::{Debiasing, EVAL_BATCH_SIZE, Sweep, predict};
 use cider_maci::metrics::{self, Metric, Metrics};
 use cider_maci::prototypes::Prototypes;
 use cider_maci::tau_rules::{NAMED_RULES, TauChoice, TauDecision, TauEvidence, Unlabeled};
 use cider_model::ModelError;
+use cider_model::backbone::Backbone;
 
 /// Most points a rate grid may have (a guard against `0:1:1e-9`).
 pub const MAX_RATES: usize = 1001;
@@ -321,8 +322,8 @@ impl ProtocolResults {
 /// Invalid rates or batch size, TMFM/STMFM on unaligned data, size mismatches, model input
 /// errors, metric errors (e.g. a binary split without non-neutral sample), and a fixed τ above
 /// 0 without MACI's counterfactual pass.
-pub fn run_protocol<B: Backend>(
-    model: &Cider<B>,
+pub fn run_protocol<B: Backend, M: Backbone<B>>(
+    model: &Maci<B, M>,
     data: &EvalData<'_>,
     config: &ProtocolConfig,
     device: &B::Device,
@@ -456,7 +457,7 @@ pub(crate) mod tests {
     use cider_data::missing::MissingView;
     use cider_data::synth::{Layout, SynthConfig, generate};
     use cider_maci::counterfactual::{CfOutputs, TauSweep};
-    use cider_maci::full_model::CiderConfig;
+    use cider_maci::full_model::{Cider, CiderConfig};
     use cider_maci::inference::Predictions;
     use cider_maci::prototypes::TextFeatures;
     use cider_model::bert::BertConfig;

@@ -45,6 +45,7 @@ use crate::optim::CiderAdamConfig;
 
 mod compare;
 mod folder;
+pub mod mult;
 mod params;
 pub mod report;
 

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod any_backbone;
 pub mod backend;
 pub mod checkpoint;
 pub mod early_stopping;

@@ -52,10 +52,13 @@ impl ParamGroup {
 /// ending with the parameter's own field name, e.g. `["network", "proj_l", "linear", "weight"]`).
 pub type Grouping = fn(&[String]) -> ParamGroup;
 
-/// The grouping of `cider_maci::full_model::Cider`: the BERT is `network.text_encoder`; inside it,
-/// biases (`…bias`) and LayerNorms (`…layer_norm.{gamma,beta}`) are not decayed.
+/// The grouping of `cider_maci::full_model::Cider`: the BERT is the backbone's `text_encoder`
+/// (`network.text_encoder`, or below the backbone's variant name); inside it, biases (`…bias`)
+/// and LayerNorms (`…layer_norm.{gamma,beta}`) are not decayed.
 pub fn cider_param_group(path: &[String]) -> ParamGroup {
-    let in_bert = path.len() > 2 && path[0] == "network" && path[1] == "text_encoder";
+    let in_bert = path.first().is_some_and(|p| p == "network")
+        && path.iter().take(3).skip(1).any(|p| p == "text_encoder")
+        && path.len() > 2;
     if !in_bert {
         ParamGroup::Rest
     } else if path.last().is_some_and(|name| name == "bias")

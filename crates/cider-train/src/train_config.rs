@@ -29,13 +29,14 @@ use cider_data::synth::{self, SynthConfig};
 use cider_maci::counterfactual::TauSelection;
 use cider_maci::full_model::{CiderConfig, Classifier};
 use cider_maci::prototypes::TestPrototypes;
+use cider_model::backbone::BackboneKind;
 use cider_model::bert::BertConfig;
 use cider_model::network_config::{
     Alignment, NetworkConfig, NetworkOptions, PositionalMode, TextSource,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::mssd::MssdConfig;
+use crate::mssd::{Distillation, MssdConfig};
 use crate::optim::CiderAdamConfig;
 
 /// A configuration that cannot be read or used. Displayed as one line.
@@ -417,6 +418,19 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The training step this configuration runs: `[loss]` as written, except that MSSD is
+    /// CIDer's own and a MulT backbone always trains with the single missing-view pass
+    /// (`loss.distillation` is not used then; docs/method.md §13.3).
+    pub fn effective_step(&self) -> MssdConfig {
+        match self.model.backbone {
+            BackboneKind::Cider => self.loss.clone(),
+            BackboneKind::Mult => MssdConfig {
+                distillation: Distillation::None,
+                ..self.loss.clone()
+            },
+        }
     }
 
     /// The model configuration for a dataset of dimensions `dims`; `bert` is the pretrained

@@ -209,7 +209,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             let bert = config.model.text_encoder == TextSource::Bert;
             if let Some(dir) = config.model.bert_dir.as_deref().filter(|_| bert) {
                 let pretrained = HfBertFolder::open(dir)?.load_bert::<B>(&device)?;
-                model.network.text_encoder = TextEncoder::Bert(pretrained);
+                model.network = model
+                    .network
+                    .with_text_encoder(TextEncoder::Bert(pretrained));
             }
             checkpoint::materialize(&model);
             start_run_dir(&config)?;
@@ -221,7 +223,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         let trainer = Self {
             missing: TrainMissing::new(config.train_rng, config.seed),
-            step: config.loss.clone(),
+            step: config.effective_step(),
             config,
             device,
             data,
@@ -384,7 +386,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .prototypes
                 .confounders::<B>(indices.len(), &self.device);
             let model = self.model.take().ok_or(TrainError::Poisoned)?;
-            let batch = mssd_batch(batch, &model.network.text_encoder, confounders, &train.name)?;
+            let batch = mssd_batch(batch, model.text_encoder(), confounders, &train.name)?;
             let (model, losses) = mssd_step(model, &mut self.optim, batch, &self.step)?;
             self.model = Some(model);
             if !losses.logged().is_finite() {

@@ -8,10 +8,12 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use cider_data::npy;
-use cider_maci::full_model::{Cider, CiderConfig, Confounders};
+use cider_maci::full_model::{
+    Cider, CiderConfig, Confounders, load_reference_bert, load_reference_keys,
+};
 use cider_maci::golden::float_input;
 use cider_model::ModelError;
-use cider_model::import::{is_bert_key, load_reference_network, load_reference_text_encoder};
+use cider_model::import::is_bert_key;
 use cider_model::network::{InputMasks, TextInput, ViewInput};
 use cider_model::weights::{WeightFile, WeightLoader};
 use serde_json::Value;
@@ -145,10 +147,8 @@ pub(super) fn load_as_model<B: Backend>(
 ) -> Result<Cider<B>, ModelError> {
     let file = WeightFile::read_safetensors(path)?;
     let template = config.init::<B>(device)?.map(&mut NanFill);
-    let linear_head = template.linear_head;
     let mut loader = WeightLoader::new(&file, "", device);
-    let network = load_reference_network(template.network, &mut loader);
-    let mcm = cider_maci::mcm::load_reference_mcm(template.mcm, &mut loader);
+    let model = load_reference_keys(template, &mut loader);
     match loader.finish(is_bert_key) {
         Ok(()) => {}
         // Keys without a tensor leave their parameters NaN: "no reference tensor".
@@ -159,12 +159,7 @@ pub(super) fn load_as_model<B: Backend>(
         }) if unexpected.is_empty() && misshaped.is_empty() => {}
         Err(e) => return Err(e),
     }
-    let network = load_reference_text_encoder(network, &file, device)?;
-    Ok(Cider {
-        network,
-        mcm,
-        linear_head,
-    })
+    load_reference_bert(model, &file, device)
 }
 
 /// Sets every float parameter to NaN.

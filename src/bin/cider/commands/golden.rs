@@ -2,6 +2,8 @@
 //! and compares every forward output (largest absolute error) and, when the folder holds them,
 //! the MSSD training step's losses, gradients and updated weights (largest relative error).
 //! `--weights FILE` takes the weights from FILE (safetensors, or the reference's own `.pt`).
+//! A folder of MMSA's MulT (`golden.json` names `MULT`) is checked as MulT: its outputs, then
+//! its loss and gradients in the training-step table.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use serde_json::json;
 
 use cider_maci::golden::{GoldenReport, GoldenStatus, check_golden};
 use cider_train::backend::{Selected, SelectedAutodiff};
+use cider_train::golden_step::mult::{check_mult_golden, is_mult_golden};
 use cider_train::golden_step::report::StepCheckReport;
 use cider_train::golden_step::{STEP_TOLERANCE, check_training_step};
 
@@ -53,20 +56,43 @@ pub fn run(args: &GoldenArgs) -> Result<(), CliError> {
         }
     }
     let device = Default::default();
-    let forward = check_golden::<Selected>(&args.dir, args.weights.as_deref(), &device)?;
+    let (forward, step) = if is_mult_golden(&args.dir) {
+        let (forward, step) =
+            check_mult_golden::<SelectedAutodiff>(&args.dir, args.weights.as_deref(), &device)?;
+        (forward, Some(step))
+    } else {
+        cider_golden(args, &device)?
+    };
+    report(args, &forward, step.as_ref())
+}
+
+/// The forward check of a CIDer golden folder, and the MSSD step when the folder has its files.
+fn cider_golden(
+    args: &GoldenArgs,
+    device: &<Selected as burn::tensor::backend::BackendTypes>::Device,
+) -> Result<(GoldenReport, Option<StepCheckReport>), CliError> {
+    let forward = check_golden::<Selected>(&args.dir, args.weights.as_deref(), device)?;
     let has_step = STEP_FILES.iter().all(|f| args.dir.join(f).is_file());
     let step = if has_step {
         Some(check_training_step::<SelectedAutodiff>(
             &args.dir,
             args.weights.as_deref(),
-            &device,
+            device,
         )?)
     } else {
         None
     };
+    Ok((forward, step))
+}
 
+/// Prints the reports (text or JSON) and fails when anything is above its tolerance.
+fn report(
+    args: &GoldenArgs,
+    forward: &GoldenReport,
+    step: Option<&StepCheckReport>,
+) -> Result<(), CliError> {
     let forward_failures = forward.failures(args.tol).len();
-    let step_failures = step.as_ref().map_or(0, |s| s.failures(args.step_tol).len());
+    let step_failures = step.map_or(0, |s| s.failures(args.step_tol).len());
     if args.json {
         let report = json!({
             "dir": forward.dir,
@@ -77,7 +103,7 @@ pub fn run(args: &GoldenArgs) -> Result<(), CliError> {
             "forward": forward.entries.iter()
                 .filter(|e| !matches!(e.status, GoldenStatus::NotChecked { .. }))
                 .collect::<Vec<_>>(),
-            "training_step": match &step {
+            "training_step": match step {
                 Some(step) => json!(step),
                 None => json!({"status": "not_checked", "reason": "the folder has no training-step files"}),
             },
@@ -87,8 +113,8 @@ pub fn run(args: &GoldenArgs) -> Result<(), CliError> {
             serde_json::to_string_pretty(&report).map_err(|e| CliError::Usage(e.to_string()))?
         );
     } else {
-        print_forward(&forward, args.tol);
-        match &step {
+        print_forward(forward, args.tol);
+        match step {
             Some(step) => print_step(step, args.step_tol),
             None => println!("\ntraining step: not checked (no training-step files)"),
         }
