@@ -1379,3 +1379,121 @@ fn verify_gives_one_line_per_field_of_a_file_of_another_layout() {
     let output = cider(&["data", "verify", out.to_str().unwrap(), "--dataset", "mosi"]);
     assert_one_line_error(&output, &["no catalog entry `mosi` (known: mosi-aligned, "]);
 }
+
+/// MulT through the command line (docs/method.md §13): `model.backbone = "mult"` trains (the
+/// single missing-view pass), and the run evaluates, predicts and plots like a CIDer run; MMSA's
+/// MulT golden folder is recognised and checked; a typo in `[model.mult]` is one line.
+#[test]
+fn mult_trains_evaluates_and_predicts_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("mult");
+    let run_str = run.to_str().unwrap();
+    let sets = [
+        "model.backbone=\"mult\"",
+        "model.mult.width=8",
+        "model.mult.num_heads=2",
+        "model.mult.levels=1",
+        "data.n_train=48",
+        "data.n_valid=20",
+        "data.n_test=40",
+    ];
+    let mut args = vec!["train", "--epochs", "1", "--batch-size", "16", "--quiet"];
+    args.extend(["--out", run_str]);
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    cider_ok(&args);
+    let model: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["network"]["options"]["backbone"], "mult");
+    assert_eq!(model["network"]["options"]["mult"]["width"], 8);
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let epoch = &metrics[0];
+    assert!(epoch["train_loss"].as_f64().unwrap().is_finite());
+    assert!(
+        epoch["attn_loss"].is_null(),
+        "MulT trains without distillation"
+    );
+
+    let out = dir.path().join("eval");
+    cider_ok(&[
+        "eval",
+        "--checkpoint",
+        run_str,
+        "--rates",
+        "0,0.5",
+        "--variant",
+        "ood",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let values = results["metrics"]["Non0_acc_2"].as_array().unwrap();
+    assert_eq!(values.len(), 2);
+    assert!(
+        values
+            .iter()
+            .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap()))
+    );
+    let plots = dir.path().join("plots");
+    cider_ok(&[
+        "plot",
+        out.join("results.json").to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(plots.join("Non0_acc_2.svg").is_file());
+
+    let pickle = dir.path().join("data.pkl");
+    cider_ok(&[
+        "data",
+        "synth",
+        "--layout",
+        "mosi-aligned",
+        "--text-features",
+        "--out",
+        pickle.to_str().unwrap(),
+    ]);
+    let infer = cider_ok(&[
+        "infer",
+        "--checkpoint",
+        run_str,
+        "--data",
+        pickle.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&infer.stdout);
+    assert!(text.contains("synth_test_0"), "{text}");
+
+    let golden = workspace().join("testdata/mult-golden/mult-mosi-aligned-small");
+    let report = json_of(&cider(&[
+        "check-golden",
+        golden.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["forward"].as_array().unwrap().len(), 5);
+    let strict = cider(&["check-golden", golden.to_str().unwrap(), "--tol", "1e-12"]);
+    assert_one_line_error(&strict, &["golden check failed", "--tol 1e-12"]);
+
+    let typo = cider(&[
+        "train",
+        "--out",
+        dir.path().join("typo").to_str().unwrap(),
+        "--set",
+        "model.mult.widht=8",
+    ]);
+    assert_one_line_error(&typo, &["widht"]);
+    let heads = cider(&[
+        "train",
+        "--out",
+        dir.path().join("heads").to_str().unwrap(),
+        "--set",
+        "model.backbone=\"mult\"",
+        "--set",
+        "model.mult.num_heads=7",
+    ]);
+    assert_one_line_error(&heads, &["model.mult.num_heads", "= 7 does not divide"]);
+}

@@ -401,3 +401,125 @@ pub fn load_mmsa_mult<B: Backend>(mut mult: Mult<B>, loader: &mut WeightLoader<'
     mult.residual.proj2 = loader.linear(mult.residual.proj2, "proj2");
     mult
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexDevice;
+    use burn::module::Module;
+
+    use super::*;
+    use crate::network::PrecomputedText;
+
+    fn mult(options: MultOptions, input_dims: [usize; 6]) -> Result<Mult<Flex>, ModelError> {
+        MultConfig {
+            options,
+            input_dims,
+        }
+        .init(TextEncoder::Precomputed(PrecomputedText), &FlexDevice)
+    }
+
+    /// MMSA's MOSEI values: `E = 30`, kernels 5/1/3, `d = 768, 74, 35`. By hand (docs/method.md
+    /// §13.2): projections 30·(768·5 + 74 + 35·3) = 120 570; six crossmodal encoders
+    /// 6·(4·(12·900 + 390) + 60) = 268 920; three memories 3·(4·(48·900 + 780) + 120) = 528 120;
+    /// the residual head 2·(36·900 + 180) = 65 160; in all 982 770 (MMSA adds `out_layer`).
+    #[test]
+    fn mosei_parameter_count_by_hand() {
+        let model = mult(MultOptions::mosei(), [50, 500, 500, 768, 74, 35]).expect("valid");
+        assert_eq!(model.num_params(), 982_770);
+        assert_eq!(model.representation_dim(), 180);
+        assert_eq!(model.kernels(), [5, 1, 3]);
+    }
+
+    /// Each projection shortens its sequence by `k − 1`; `r` is `[batch, 6E]` and the fused
+    /// features are the three last steps side by side.
+    #[test]
+    fn shapes_follow_the_kernels() {
+        let options = MultOptions {
+            width: 4,
+            num_heads: 2,
+            levels: 1,
+            kernels: [3, 1, 2],
+            ..MultOptions::mosi()
+        };
+        let model = mult(options, [6, 7, 5, 10, 3, 2]).expect("valid");
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let device = FlexDevice;
+        let out = model.forward_features(
+            Tensor::random([2, 6, 10], normal, &device),
+            Tensor::random([2, 7, 3], normal, &device),
+            Tensor::random([2, 5, 2], normal, &device),
+        );
+        assert_eq!(out.text.dims(), [2, 8]);
+        assert_eq!(out.fused.dims(), [2, 24]);
+        assert_eq!(out.joint_rep.dims(), [2, 24]);
+        let fused: Vec<f32> = out.fused.into_data().to_vec().expect("f32");
+        let audio: Vec<f32> = out.audio.into_data().to_vec().expect("f32");
+        assert_eq!(&fused[8..16], &audio[..8]);
+    }
+
+    /// Values no MulT runs with are refused with the key's name.
+    #[test]
+    fn impossible_options_are_named() {
+        let dims = [50, 50, 50, 768, 5, 20];
+        let message = |options: MultOptions| match mult(options, dims) {
+            Err(ModelError::Config { message, .. }) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let base = MultOptions::mosi();
+        assert!(
+            message(MultOptions {
+                num_heads: 7,
+                ..base.clone()
+            })
+            .contains("mult.num_heads")
+        );
+        assert!(
+            message(MultOptions {
+                kernels: [5, 0, 5],
+                ..base.clone()
+            })
+            .contains("mult.kernels")
+        );
+        assert!(
+            message(MultOptions {
+                levels: 0,
+                ..base.clone()
+            })
+            .contains("mult.levels")
+        );
+        assert!(
+            message(MultOptions {
+                embed_dropout: 1.0,
+                ..base.clone()
+            })
+            .contains("mult.embed_dropout")
+        );
+        let long = MultOptions {
+            kernels: [5, 51, 5],
+            ..base
+        };
+        assert!(message(long).contains("the audio kernel 51 is longer than its 50 steps"));
+    }
+
+    /// The `[model.mult]` keys: MMSA's MOSI defaults for absent keys, unknown keys refused.
+    #[test]
+    fn options_read_from_their_names() {
+        let options: MultOptions =
+            serde_json::from_value(serde_json::json!({"width": 30, "kernels": [5, 1, 3]}))
+                .expect("valid");
+        assert_eq!((options.width, options.kernels), (30, [5, 1, 3]));
+        assert_eq!((options.num_heads, options.levels), (10, 4));
+        assert_eq!(
+            [
+                options.attn_dropout,
+                options.attn_dropout_a,
+                options.output_dropout,
+                options.text_dropout
+            ],
+            [0.3, 0.2, 0.5, 0.5]
+        );
+        let typo = serde_json::from_value::<MultOptions>(serde_json::json!({"widht": 30}));
+        assert!(typo.unwrap_err().to_string().contains("widht"));
+    }
+}

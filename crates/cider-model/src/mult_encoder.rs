@@ -269,3 +269,74 @@ pub fn load_mmsa_encoder<B: Backend>(
     encoder.layer_norm = loader.layer_norm(encoder.layer_norm, &format!("{key}.layer_norm"));
     encoder
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexDevice;
+    use burn::module::Module;
+
+    use super::*;
+
+    /// MMSA's `triu(-inf, 1 + |T_k − T_q|)`: with `T_q = 3`, `T_k = 5` query 0 sees keys 0–2,
+    /// query 1 keys 0–3, query 2 every key; a square mask is the causal one.
+    #[test]
+    fn future_mask_allows_the_length_difference() {
+        let mask: Vec<bool> = future_mask::<Flex>(3, 5, &FlexDevice)
+            .into_data()
+            .to_vec()
+            .expect("bool");
+        let expected = [
+            [false, false, false, true, true],
+            [false, false, false, false, true],
+            [false; 5],
+        ];
+        assert_eq!(mask, expected.concat());
+        let square: Vec<bool> = future_mask::<Flex>(2, 2, &FlexDevice)
+            .into_data()
+            .to_vec()
+            .expect("bool");
+        assert_eq!(square, [false, true, false, false]);
+    }
+
+    /// One layer holds `12E² + 13E` parameters (packed attention, `4E` feed-forward, two
+    /// LayerNorms); the encoder adds its final LayerNorm.
+    #[test]
+    fn parameter_count_per_layer() {
+        let e = 6;
+        let encoder = MultEncoderConfig::new(e, 2, 3).init::<Flex>(&FlexDevice);
+        assert_eq!(encoder.num_params(), 3 * (12 * e * e + 13 * e) + 2 * e);
+        assert_eq!(encoder.width(), e);
+    }
+
+    /// The future mask hides later steps only: it changes the first step's output (which then
+    /// sees only itself) and leaves the last step's (which sees every step) unchanged.
+    #[test]
+    fn the_mask_only_hides_later_steps() {
+        let device = FlexDevice;
+        Flex::seed(&device, 3);
+        let masked = MultEncoderConfig::new(4, 2, 1).init::<Flex>(&device);
+        let x = Tensor::<Flex, 3>::random([1, 4, 4], burn::tensor::Distribution::Default, &device);
+        // Parameters are drawn lazily: run once so that the copy below has the same weights.
+        let _ = masked.forward(x.clone(), None);
+        let open = MultEncoder {
+            future_mask: false,
+            ..masked.clone()
+        };
+        let step = |e: &MultEncoder<Flex>, t: usize| -> Vec<f32> {
+            e.forward(x.clone(), None)
+                .narrow(1, t, 1)
+                .into_data()
+                .to_vec()
+                .expect("f32")
+        };
+        let diff = |a: Vec<f32>, b: Vec<f32>| {
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(diff(step(&masked, 3), step(&open, 3)) < 1e-6);
+        assert!(diff(step(&masked, 0), step(&open, 0)) > 1e-4);
+    }
+}

@@ -229,3 +229,122 @@ where
         history,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::flex::FlexDevice;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Tensor;
+    use burn::tensor::backend::Backend;
+    use cider_data::synth::{SynthConfig, Variant};
+    use cider_maci::full_model::{Classifier, MaciConfig};
+    use cider_model::ModelError;
+    use cider_model::backbone::BackboneOutput;
+    use cider_model::network::{TextInput, ViewInput};
+
+    use super::*;
+    use crate::train_config::DataConfig;
+
+    type AB = Autodiff<Flex>;
+
+    /// A user's backbone: the time means of the three modalities through one Linear.
+    #[derive(Module, Debug)]
+    struct MeanLinear<B: Backend> {
+        linear: Linear<B>,
+    }
+
+    impl<B: Backend> Backbone<B> for MeanLinear<B> {
+        fn representation_dim(&self) -> usize {
+            self.linear.weight.dims()[1]
+        }
+
+        fn forward_view(
+            &self,
+            view: ViewInput<B>,
+            _masks: &InputMasks<B>,
+        ) -> Result<BackboneOutput<B>, ModelError> {
+            let TextInput::Features(text) = view.text else {
+                return Err(ModelError::Input {
+                    what: "text".into(),
+                    message: "features expected".into(),
+                });
+            };
+            let mean = |x: Tensor<B, 3>| {
+                let [b, _, d] = x.dims();
+                x.mean_dim(1).reshape([b, d])
+            };
+            let joint = Tensor::cat(vec![mean(text), mean(view.audio), mean(view.vision)], 1);
+            Ok(BackboneOutput::new(self.linear.forward(joint)))
+        }
+    }
+
+    fn setting(classifier: Classifier) -> (TrainConfig, Dataset) {
+        let mut config = TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            data: DataConfig::Synthetic(SynthConfig {
+                n_train: 48,
+                n_valid: 24,
+                n_test: 24,
+                variant: Variant::Iid,
+                ..SynthConfig::default()
+            }),
+            ..TrainConfig::default()
+        };
+        config.maci.classifier = classifier;
+        let data = config.data.load().expect("synthetic data");
+        (config, data)
+    }
+
+    fn fit(classifier: Classifier) -> (Fitted<AB, MeanLinear<AB>>, TrainConfig, Dataset) {
+        let (config, data) = setting(classifier);
+        let device = FlexDevice;
+        AB::seed(&device, 7);
+        let d = data.train.dims;
+        let backbone = MeanLinear {
+            linear: LinearConfig::new(d.d_l + d.d_a + d.d_v, 6).init(&device),
+        };
+        let model = MaciConfig::new(3, [d.d_l, d.d_a, d.d_v], 4)
+            .with_classifier(classifier)
+            .init::<AB, _>(backbone, &device)
+            .expect("valid");
+        let fitted = fit_backbone(model, &config, &data, &device, |_| {}).expect("trains");
+        (fitted, config, data)
+    }
+
+    /// Two fits of one seed give the same epochs; the best epoch is the history's maximum; the
+    /// protocol runs on the fitted model, and the linear head is evaluated at τ = 0.
+    #[test]
+    fn fit_is_deterministic_and_evaluates() {
+        let (a, config, data) = fit(Classifier::Maci);
+        let (b, _, _) = fit(Classifier::Maci);
+        assert_eq!(a.history, b.history);
+        assert_eq!(a.history.len(), 2);
+        let best = a
+            .history
+            .iter()
+            .map(|e| e.value)
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(a.best_value, best);
+        assert!(a.history.iter().all(|e| e.train_loss.is_finite()));
+        let protocol = ProtocolConfig {
+            rates: vec![0.0, 0.5],
+            ..ProtocolConfig::default()
+        };
+        let results = a
+            .evaluate(&config, &data, &data.test, &protocol, &FlexDevice)
+            .expect("protocol");
+        assert_eq!(results.points.len(), 2);
+        assert_eq!(results.rule_taus.len(), 5);
+
+        let (plain, config, data) = fit(Classifier::Linear);
+        assert!(plain.history.iter().all(|e| e.tau == 0.0));
+        let results = plain
+            .evaluate(&config, &data, &data.test, &protocol, &FlexDevice)
+            .expect("protocol");
+        assert_eq!(results.tau.value(), 0.0);
+        assert!(results.rule_taus.is_empty());
+    }
+}

@@ -771,4 +771,52 @@ mod tests {
             assert_eq!(what(b), "text_len");
         });
     }
+
+    /// A MulT model (docs/method.md §13.1): MSSD is refused with the key to change, and the
+    /// single missing-view step trains it (every MulT parameter takes one Adam step).
+    #[test]
+    fn mult_refuses_mssd_and_takes_the_single_pass() {
+        with_big_stack(|| {
+            let mut options = NetworkOptions::default();
+            options.backbone = cider_model::backbone::BackboneKind::Mult;
+            options.mult.width = 4;
+            options.mult.num_heads = 2;
+            options.mult.levels = 1;
+            options.mult.kernels = [1, 1, 1];
+            let network =
+                NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned).with_options(options);
+            let model: Cider<AB> = CiderConfig::new(network, 3)
+                .init(&FlexDevice)
+                .expect("valid");
+            let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
+            let mssd = MssdConfig::default();
+            match mssd_step(model.clone(), &mut optimizer, batch(), &mssd) {
+                Err(ModelError::Config { message, .. }) => {
+                    assert!(message.contains("loss.distillation"), "{message}");
+                    assert!(message.contains("model.backbone = \"cider\""), "{message}");
+                }
+                other => panic!(
+                    "expected a configuration error, got {:?}",
+                    other.map(|r| r.1)
+                ),
+            }
+            let single = MssdConfig {
+                distillation: Distillation::None,
+                ..mssd
+            };
+            let (trained, losses) =
+                mssd_step(model, &mut optimizer, batch(), &single).expect("valid batch");
+            assert!(losses.task.is_finite() && losses.distillation.is_none());
+            let times = adam_times(&trained, &optimizer.to_record());
+            let stepped = times.iter().filter(|(_, t)| *t == Some(1)).count();
+            assert!(
+                times
+                    .iter()
+                    .filter(|(p, _)| p.starts_with("network.Mult."))
+                    .all(|(_, t)| *t == Some(1)),
+                "{times:?}"
+            );
+            assert!(stepped > 40, "{stepped}");
+        });
+    }
 }
