@@ -12,6 +12,10 @@
 //! ([`Dataset::from_path`], pickle or joblib detected from the content). The crates behind it
 //! are re-exported by concept: [`data`], [`model`], [`maci`], [`train`].
 //!
+//! The model behind a run is CIDer's network or MulT (`model.backbone`, [`BackboneKind`]); MACI
+//! wraps any module that implements [`Backbone`] ([`MaciConfig::init`], trained by
+//! [`fit_backbone`]; `examples/maci_any_model.rs` does it for a 30-line model).
+//!
 //! ```no_run
 //! use cider::prelude::*;
 //!
@@ -62,9 +66,12 @@ pub use cider_data::missing::EvalMissing;
 pub use cider_data::missing_mode::EvalMode;
 pub use cider_data::synth::SynthConfig;
 pub use cider_maci::counterfactual::TauSelection;
-pub use cider_maci::full_model::{Cider, CiderConfig};
+pub use cider_maci::full_model::{Cider, CiderConfig, Classifier, Maci, MaciConfig};
 pub use cider_maci::tau_rules::TauChoice;
+pub use cider_model::backbone::{Backbone, BackboneKind, BackboneOutput};
+pub use cider_model::mult::MultOptions;
 pub use cider_model::network_config::NetworkOptions;
+pub use cider_train::any_backbone::{Fitted, fit_backbone};
 pub use cider_train::evaluate::{ProtocolConfig, ProtocolResults, run_protocol};
 pub use cider_train::train_config::{DataConfig, TrainConfig};
 pub use cider_train::trainer::{TrainProgress, TrainSummary, Trainer};
@@ -87,12 +94,13 @@ pub type DefaultTrainingBackend = cider_train::backend::SelectedAutodiff;
 
 /// The types most programs need: `use cider::prelude::*;`.
 pub mod prelude {
+    pub use crate::{
+        Backbone, BackboneOutput, Dataset, Error, EvalMode, Frames, MaciConfig, Prediction,
+        Presence, ProtocolConfig, Run, Split, Task, TauChoice, TauSelection, Text, TrainConfig,
+        TrainProgress, Trainer, Utterance, fit_backbone,
+    };
     #[cfg(feature = "flex")]
     pub use crate::{CpuBackend, CpuTrainingBackend};
-    pub use crate::{
-        Dataset, Error, EvalMode, Frames, Prediction, Presence, ProtocolConfig, Run, Split, Task,
-        TauChoice, TauSelection, Text, TrainConfig, TrainProgress, Trainer, Utterance,
-    };
     #[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
     pub use crate::{DefaultBackend, DefaultTrainingBackend};
 }

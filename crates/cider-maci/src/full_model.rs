@@ -229,6 +229,16 @@ pub struct Maci<B: Backend, M: Module<B>> {
 pub type Cider<B> = Maci<B, Network<B>>;
 
 impl<B: Backend, M: Backbone<B>> Maci<B, M> {
+    /// The parameters that receive a gradient: the backbone and the classifier in use (the MCM,
+    /// or the linear head that replaces it).
+    pub fn trained_params(&self) -> usize {
+        let classifier = match &self.linear_head {
+            Some(head) => head.num_params(),
+            None => self.mcm.num_params(),
+        };
+        Module::num_params(&self.network) + classifier
+    }
+
     /// `log p(y|x)` `[batch, C]` of `r` `[batch, R]`: the MCM under the confounders, or the
     /// linear head (which ignores them).
     ///
@@ -901,6 +911,69 @@ mod tests {
         ] {
             assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
             assert!(grad.iter().any(|g| *g != 0.0));
+        }
+    }
+
+    /// MulT with a BERT in front (docs/method.md §13.2): token ids go in, MACI's factual and
+    /// counterfactual passes come out as log-probabilities; the MCM's heads read `R + 3D =
+    /// 6E + 3·2E`; MSSD's passes are refused.
+    #[test]
+    fn mult_reads_token_ids_through_its_bert() {
+        let device = FlexDevice;
+        TB::seed(&device, 4);
+        let bert = cider_model::bert::BertConfig::new(200, 16, 1, 2, 32, 16);
+        let mut network =
+            NetworkConfig::new(16, 3, 2, 6, 6, 6, Alignment::Aligned).with_bert_encoder(bert);
+        network.options.backbone = BackboneKind::Mult;
+        network.options.mult.width = 4;
+        network.options.mult.num_heads = 2;
+        network.options.mult.levels = 1;
+        network.options.mult.kernels = [3, 1, 1];
+        let model = CiderConfig::new(network, 3)
+            .init::<TB>(&device)
+            .expect("valid");
+        assert!(matches!(model.text_encoder(), TextEncoder::Bert(_)));
+        assert_eq!(model.mcm.heads[0].weight.dims(), [24 + 3 * 8, 3]);
+        let ids = |v: i64| Tensor::<TB, 2, Int>::from_ints([[101, v, v, 7, 102, 0]; 2], &device);
+        let text = |v: i64| TextInput::Tokens {
+            ids: ids(v),
+            attention_mask: Tensor::from_floats([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]; 2], &device),
+            token_types: Tensor::zeros([2, 6], &device),
+        };
+        let normal = Distribution::Normal(0.0, 1.0);
+        let view = ViewInput {
+            text: text(5),
+            audio: Tensor::random([2, 6, 3], normal, &device),
+            vision: Tensor::random([2, 6, 2], normal, &device),
+        };
+        let masks = InputMasks {
+            text: Tensor::from_floats([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]; 2], &device),
+            audio: Tensor::ones([2, 6], &device),
+            vision: Tensor::ones([2, 6], &device),
+            text_len: Tensor::<TB, 1, Int>::from_ints([5, 5], &device),
+        };
+        let confounders = Confounders {
+            feats: Tensor::random([3, 2, 21], normal, &device),
+            probs: Tensor::ones([2, 3], &device).div_scalar(3.0),
+        };
+        let (pred, cf_pred) = model
+            .factual_and_counterfactual(view.clone(), text(103), &masks, &confounders)
+            .expect("valid");
+        let sums: Vec<f32> = pred
+            .clone()
+            .exp()
+            .sum_dim(1)
+            .into_data()
+            .to_vec()
+            .expect("f32");
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        let diff: f32 = (pred - cf_pred).abs().max().into_scalar();
+        assert!(diff > 0.0, "the counterfactual text changes the prediction");
+        match model.complete(view, &masks, &confounders) {
+            Err(ModelError::Config { message, .. }) => {
+                assert!(message.contains("model.backbone = \"cider\""), "{message}")
+            }
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
         }
     }
 

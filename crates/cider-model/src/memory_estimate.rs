@@ -86,16 +86,7 @@ impl MemoryEstimate {
             ("model.text_encoder", 4.0 * bert_params + 2.0 * bert_acts),
             ("batch_size", 2.0 * mct_acts),
         ];
-        let largest = terms
-            .iter()
-            .fold(terms[0], |best, t| if t.1 > best.1 { *t } else { best })
-            .0;
-        Self {
-            parameters,
-            activations,
-            bytes: 4.0 * (4.0 * parameters + 2.0 * activations),
-            largest,
-        }
+        Self::from_terms(parameters, activations, &terms)
     }
 
     /// The estimate of a MulT backbone (docs/method.md §13.2), `E` = `mult.width`, `k` the
@@ -136,6 +127,11 @@ impl MemoryEstimate {
             ("model.text_encoder", 4.0 * bert_params + 2.0 * bert_acts),
             ("batch_size", 2.0 * encoder_acts),
         ];
+        Self::from_terms(parameters, activations, &terms)
+    }
+
+    /// The estimate from its totals and the bytes each key contributes (`terms`, not empty).
+    fn from_terms(parameters: f64, activations: f64, terms: &[(&'static str, f64)]) -> Self {
         let largest = terms
             .iter()
             .fold(terms[0], |best, t| if t.1 > best.1 { *t } else { best })

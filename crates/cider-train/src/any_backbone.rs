@@ -26,6 +26,7 @@ use crate::early_stopping::EarlyStopping;
 use crate::evaluate::{EvalData, ProtocolConfig, ProtocolResults, run_protocol};
 use crate::maci_inputs::MaciInputs;
 use crate::mssd::losses::nll;
+use crate::mssd::read_loss;
 use crate::optim::GroupedAdam;
 use crate::train_config::TrainConfig;
 use crate::trainer::{TrainError, epoch_seed};
@@ -164,14 +165,7 @@ where
                 Some(extra) => nll(pred, batch.labels) + extra,
                 None => nll(pred, batch.labels),
             };
-            let value = loss
-                .clone()
-                .into_data()
-                .convert::<f64>()
-                .into_vec::<f64>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f64::NAN);
+            let value = read_loss(loss.clone());
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     epoch,

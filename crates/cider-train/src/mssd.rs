@@ -420,6 +420,11 @@ fn losses_of<B: Backend>(task: Tensor<B, 1>, t: &DistillationTerms<B>) -> StepLo
 }
 
 /// The values of `N` scalar losses, read from the device at once (without autodiff tracking).
+/// The value of a one-element loss `[1]` (NaN if it cannot be read).
+pub(crate) fn read_loss<B: Backend>(loss: Tensor<B, 1>) -> f64 {
+    read_losses([loss])[0]
+}
+
 fn read_losses<B: Backend, const N: usize>(losses: [Tensor<B, 1>; N]) -> [f64; N] {
     let values = Tensor::cat(losses.into_iter().map(Tensor::detach).collect(), 0)
         .into_data()
@@ -777,12 +782,17 @@ mod tests {
     #[test]
     fn mult_refuses_mssd_and_takes_the_single_pass() {
         with_big_stack(|| {
-            let mut options = NetworkOptions::default();
-            options.backbone = cider_model::backbone::BackboneKind::Mult;
-            options.mult.width = 4;
-            options.mult.num_heads = 2;
-            options.mult.levels = 1;
-            options.mult.kernels = [1, 1, 1];
+            let options = NetworkOptions {
+                backbone: cider_model::backbone::BackboneKind::Mult,
+                mult: cider_model::mult::MultOptions {
+                    width: 4,
+                    num_heads: 2,
+                    levels: 1,
+                    kernels: [1, 1, 1],
+                    ..Default::default()
+                },
+                ..NetworkOptions::default()
+            };
             let network =
                 NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned).with_options(options);
             let model: Cider<AB> = CiderConfig::new(network, 3)

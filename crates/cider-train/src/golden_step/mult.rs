@@ -29,6 +29,7 @@ use super::folder::{config_error, load_as_model};
 use super::params::{gradient_values, param_values};
 use super::report::{LossComparison, StepCheckReport};
 use crate::mssd::losses::nll;
+use crate::mssd::read_loss;
 
 /// Whether the golden folder `dir` is one of MMSA's MulT (its `golden.json` `source` names
 /// `MULT`).
@@ -110,14 +111,7 @@ pub fn check_mult_golden<B: AutodiffBackend>(
     }
 
     let loss = nll(log_softmax(logits, 1), labels);
-    let loss_value = loss
-        .clone()
-        .into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN);
+    let loss_value = read_loss(loss.clone());
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let ours = gradient_values(&model, &grads);
     let reference = param_values(&load_as_model::<B::InnerBackend>(

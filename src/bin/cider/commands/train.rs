@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use burn::module::Module;
 use clap::Args;
 
 use cider_train::backend::SelectedAutodiff;
@@ -123,6 +124,19 @@ pub fn train(config: TrainConfig, resume: bool, quiet: bool) -> Result<TrainSumm
             state.epoch + 1,
             trainer.config().epochs
         );
+        if let Some(model) = trainer.model() {
+            eprintln!(
+                "backbone {}, classifier {}: {} parameters ({} trained)",
+                model.network.kind().name(),
+                if model.linear_head.is_some() {
+                    "linear"
+                } else {
+                    "maci"
+                },
+                model.num_params(),
+                model.trained_params()
+            );
+        }
     }
     let mut bar = EpochBar::default();
     let summary = trainer.run(|progress| {
