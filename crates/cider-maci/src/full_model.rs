@@ -289,11 +289,7 @@ impl<B: Backend, M: Backbone<B>> Maci<B, M> {
         masks: &InputMasks<B>,
         confounders: &Confounders<B>,
     ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ModelError> {
-        let counterfactual = ViewInput {
-            text: counterfactual_text,
-            audio: factual.audio.clone(),
-            vision: factual.vision.clone(),
-        };
+        let counterfactual = factual.with_text(counterfactual_text);
         let (pred, _) = self.log_probs(factual, masks, confounders)?;
         let (cf_pred, _) = self.log_probs(counterfactual, masks, confounders)?;
         Ok((pred, cf_pred))
@@ -391,11 +387,7 @@ impl<B: Backend> Cider<B> {
         masks: &InputMasks<B>,
         confounders: &Confounders<B>,
     ) -> Result<TestOutput<B>, ModelError> {
-        let counterfactual = ViewInput {
-            text: counterfactual_text,
-            audio: factual.audio.clone(),
-            vision: factual.vision.clone(),
-        };
+        let counterfactual = factual.with_text(counterfactual_text);
         let (factual, _) = self.forward_view(factual, masks, confounders)?;
         let (counterfactual, _) = self.forward_view(counterfactual, masks, confounders)?;
         Ok(TestOutput {

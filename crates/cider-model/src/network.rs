@@ -113,6 +113,18 @@ pub struct ViewInput<B: Backend> {
     pub vision: Tensor<B, 3>,
 }
 
+impl<B: Backend> ViewInput<B> {
+    /// The same audio and vision with another text (the counterfactual view, docs/method.md
+    /// §7.3).
+    pub fn with_text(&self, text: TextInput<B>) -> Self {
+        Self {
+            text,
+            audio: self.audio.clone(),
+            vision: self.vision.clone(),
+        }
+    }
+}
+
 /// The original input masks and text lengths; every pass uses these, never the missing masks
 /// (docs/method.md §5.10).
 #[derive(Debug, Clone)]
