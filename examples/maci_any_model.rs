@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut rows = Vec::new();
     for classifier in [Classifier::Linear, Classifier::Maci] {
-        CpuTrainingBackend::seed(&device, config.seed);
+        DefaultTrainingBackend::seed(&device, config.seed);
         let backbone = LateFusion::new([dims.d_l, dims.d_a, dims.d_v], 16, &device);
         let model = MaciConfig::new(
             config.task.num_classes(),
@@ -130,7 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             16,
         )
         .with_classifier(classifier)
-        .init::<CpuTrainingBackend, _>(backbone, &device)?;
+        .init::<DefaultTrainingBackend, _>(backbone, &device)?;
         let maci = cider::train::train_config::MaciConfig {
             classifier,
             ..config.maci.clone()
