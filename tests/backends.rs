@@ -217,7 +217,8 @@ fn gru_case<B: AutodiffBackend>(device: &B::Device) -> Outcome {
 fn mca_case<B: AutodiffBackend>([batch, l, d, heads]: [usize; 4], device: &B::Device) -> Outcome {
     let mca = filled(McaConfig::new(d, heads).init::<B>(device));
     let x = leaf::<B>(batch * 3 * l * d, 4, device);
-    let (out, scores) = mca.forward(x.clone().reshape([batch, 3 * l, d]));
+    let (out, scores) = mca.forward_with_scores(x.clone().reshape([batch, 3 * l, d]), true);
+    let scores = scores.expect("scores were asked for");
     outcome(&mca, &[x], vec![out.flatten(0, 2), scores.flatten(0, 2)])
 }
 

@@ -46,6 +46,7 @@ pub mod error;
 pub mod hf;
 pub mod hf_pickle;
 pub mod import;
+pub mod kernels;
 pub mod mct;
 pub mod memory_estimate;
 pub mod mult;

@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::kernels::{self, composed};
 use crate::network_config::PositionalMode;
 use crate::wsam::xavier_linear;
 
@@ -27,10 +28,10 @@ pub const BRANCHES: [[bool; 3]; 7] = [
 
 /// For each modality (text, audio, vision), the four branches that contain it, in the order
 /// their outputs are concatenated before the summarisation `s_l` / `s_a` / `s_v`.
-const SUMMARY_BRANCHES: [[usize; 4]; 3] = [[0, 1, 2, 4], [0, 1, 3, 5], [0, 2, 3, 6]];
+pub(crate) const SUMMARY_BRANCHES: [[usize; 4]; 3] = [[0, 1, 2, 4], [0, 1, 3, 5], [0, 2, 3, 6]];
 
 /// The branch whose attention probabilities get dropout (`LAV`).
-const LAV: usize = 0;
+pub(crate) const LAV: usize = 0;
 
 /// The sinusoidal table `pe[p, 2k] = sin(p·ω_k)`, `pe[p, 2k+1] = cos(p·ω_k)`,
 /// `ω_k = 10000^(−2k/D)` (no `sqrt(D)` scaling), computed in `f64`.
@@ -106,128 +107,40 @@ impl McaConfig {
 impl<B: Backend> Mca<B> {
     /// Runs the seven branches and the per-modality summarisation.
     ///
-    /// All seven branches share one score matrix `S = q kᵀ`, and each branch's softmax runs over
-    /// a union of whole column blocks. So the scores are exponentiated once per column block,
-    /// `E_j = exp(S_{·j} − m_j)` with `m_j` the row maximum inside block `j`, and
-    /// `Y_j = E_j V_j` is multiplied once per block. A branch `U` then only rescales those block
-    /// products per row: with `M_U = max_{j∈U} m_j`, `a_{Uj} = exp(m_j − M_U)` and
-    /// `Z_U = Σ_{j∈U} a_{Uj} Σ_t E_j[·, t]`, `softmax_U(S) V = Σ_{j∈U} a_{Uj} Y_j / Z_U`. No
-    /// `[B, H, 3L, 3L]` tensor is built per branch, and the large tensors keep the layout of
-    /// `S`, forward and backward. (The maxima only shift the exponent; they carry no gradient.)
-    /// Each branch is evaluated on every row; a row block keeps the four branches containing
-    /// its modality.
-    ///
-    /// With attention dropout active (training, `attn_dropout > 0`), the `LAV` branch's
-    /// probabilities are formed explicitly so that dropout can act on them.
+    /// The branch outputs come from [`kernels::mca_branches`]: a fused kernel on `Flex`, the
+    /// blockwise composition of Burn ops elsewhere (both described there). Each row block then
+    /// goes through its four branch projections, its summarisation and `final_out_proj`,
+    /// folded into one affine map per block ([`Mca::composed_output`]).
     ///
     /// # Shapes
     /// - x: `[batch, 3L, D]` (segments text, audio, vision of length `L` each)
+    /// - returns `[batch, 3L, D]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_with_scores(x, false).0
+    }
+
+    /// [`Mca::forward`], and with `scores` also the raw attention scores.
+    ///
+    /// # Shapes
+    /// - x: `[batch, 3L, D]`
     /// - returns `(output [batch, 3L, D], raw scores [batch·H, 3L, 3L])`; the scores are
-    ///   `q kᵀ` before any mask or softmax, flat index `b·H + h`
-    pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    ///   `q kᵀ / √hd` before any mask or softmax, flat index `b·H + h`
+    pub fn forward_with_scores(
+        &self,
+        x: Tensor<B, 3>,
+        scores: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let [batch, n, d] = x.dims();
-        let heads = self.num_heads;
-        let (hd, l) = (d / heads, n / 3);
-        let rows = batch * heads * n;
+        let l = n / 3;
         let qkv = self.in_proj.forward(x); // [B, 3L, 3D]
-        let split_heads = |i: usize| {
-            qkv.clone()
-                .slice([0..batch, 0..n, i * d..(i + 1) * d]) // [B, 3L, D]
-                .reshape([batch, n, heads, hd])
-                .swap_dims(1, 2) // [B, H, 3L, hd]
-        };
-        let q = split_heads(0).mul_scalar((hd as f64).powf(-0.5)); // [B, H, 3L, hd]
-        let k = split_heads(1); // [B, H, 3L, hd]
-        let v = split_heads(2); // [B, H, 3L, hd]
-        let scores = q.matmul(k.swap_dims(2, 3)); // [B, H, 3L, 3L]
-
-        let blocks = scores.clone().reshape([batch, heads, n, 3, l]); // [B, H, 3L, 3 (j), L]
-        let block_max = blocks.clone().detach().max_dim(4); // [B, H, 3L, 3, 1]
-        let exp = (blocks - block_max.clone()).exp(); // [B, H, 3L, 3, L]
-        let (products, sums) = block_products(exp.clone(), v.clone()); // [R, 3, hd], [R, 3]
-        let column = |x: Tensor<B, 2>, j: usize| x.narrow(1, j, 1); // [R, 1]
-        let maxima = block_max.reshape([rows, 3]); // [R, 3]
-
-        let dropout_active = self.attn_dropout.prob > 0.0 && B::ad_enabled(&exp.device());
-        let outputs: Vec<Tensor<B, 2>> = BRANCHES
-            .iter()
-            .enumerate()
-            .map(|(u, members)| {
-                let js: Vec<usize> = (0..3).filter(|&j| members[j]).collect();
-                // a_{Uj} = exp(m_j − M_U) (no gradient) and Z_U = Σ_j a_{Uj} Σ_t E_j.
-                let shifts: Vec<Tensor<B, 2>> = match js.as_slice() {
-                    [_] => Vec::new(),
-                    _ => {
-                        let branch_max = js
-                            .iter()
-                            .map(|&j| column(maxima.clone(), j))
-                            .reduce(Tensor::max_pair)
-                            .expect("a branch has a member"); // [R, 1]
-                        js.iter()
-                            .map(|&j| (column(maxima.clone(), j) - branch_max.clone()).exp())
-                            .collect()
-                    }
-                };
-                let scaled = |x: Tensor<B, 2>, i: usize| match shifts.get(i) {
-                    Some(a) => x * a.clone(),
-                    None => x,
-                };
-                let norm = js
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &j)| scaled(column(sums.clone(), j), i))
-                    .reduce(|a, b| a + b)
-                    .expect("a branch has a member"); // [R, 1]
-                if u == LAV && dropout_active {
-                    let weights = (0..3)
-                        .map(|j| match js.iter().position(|&m| m == j) {
-                            Some(i) => scaled(Tensor::ones([rows, 1], &exp.device()), i),
-                            None => Tensor::zeros([rows, 1], &exp.device()),
-                        })
-                        .collect();
-                    let weights = (Tensor::cat(weights, 1) / norm).reshape([batch, heads, n, 3, 1]);
-                    let probs = self
-                        .attn_dropout
-                        .forward((exp.clone() * weights).reshape([batch, heads, n, n]));
-                    return probs.matmul(v.clone()).reshape([rows, hd]); // [R, hd]
-                }
-                js.iter()
-                    .enumerate()
-                    .map(|(i, &j)| {
-                        let y = products.clone().narrow(1, j, 1).reshape([rows, hd]); // [R, hd]
-                        scaled(y, i)
-                    })
-                    .reduce(|a, b| a + b)
-                    .expect("a branch has a member")
-                    / norm // [R, hd]
-            })
-            .collect();
-
-        // Row block i keeps O_U for its four subsets: [3 (i), B·L, 4D], features kD + h·hd + c.
-        let per_block: Vec<Tensor<B, 3>> = SUMMARY_BRANCHES
-            .iter()
-            .enumerate()
-            .map(|(i, slots)| {
-                let parts = slots
-                    .iter()
-                    .map(|&u| {
-                        outputs[u]
-                            .clone()
-                            .reshape([batch, heads, 3, l, hd])
-                            .narrow(2, i, 1) // [B, H, 1, L, hd]
-                    })
-                    .collect();
-                Tensor::stack::<6>(parts, 0) // [4, B, H, 1, L, hd]
-                    .permute([1, 3, 4, 0, 2, 5]) // [B, 1, L, 4, H, hd]
-                    .reshape([1, batch * l, 4 * d])
-            })
-            .collect();
+        let scores = scores.then(|| composed::raw_scores(qkv.clone(), self.num_heads));
+        let branches = kernels::mca_branches(qkv, self.num_heads, &self.attn_dropout); // [3, B·L, 4D]
         let (weight, bias) = self.composed_output(); // [3, 4D, D], [3, 1, D]
-        let out = (Tensor::cat(per_block, 0).matmul(weight) + bias) // [3, B·L, D]
+        let out = (branches.matmul(weight) + bias) // [3, B·L, D]
             .reshape([3, batch, l, d])
             .swap_dims(0, 1)
             .reshape([batch, n, d]); // [B, 3L, D]
-        (out, scores.reshape([batch * heads, n, n]))
+        (out, scores)
     }
 
     /// The affine map from a row block's four branch outputs to the MCA output.
@@ -272,46 +185,6 @@ impl<B: Backend> Mca<B> {
             .unzip();
         (Tensor::cat(weights, 0), Tensor::cat(biases, 0))
     }
-}
-
-/// The per-column-block products of the MCA: `Y_j = E_j V_j` and the row sums `Σ_t E_j`, for
-/// every row `R = (b, h, r)`. The products come from one matmul of `E` with `V` laid out
-/// block-diagonally, `V'[j·L + t] = [0 … V_j[t] … 0]`; the sums from a reduction of `E` over
-/// each block.
-///
-/// The sums are not appended to `V'` as indicator columns and sliced back out of the matmul
-/// output: on wgpu (Burn 0.21, CubeCL 0.10, fusion on) a narrow of a narrow of that fused
-/// matmul's output read the wrong columns (docs/performance.md, "Backends").
-///
-/// # Shapes
-/// - exp `E`: `[B, H, 3L, 3 (j), L]`
-/// - v: `[B, H, 3L, hd]`
-/// - returns `Y` `[B·H·3L, 3 (j), hd]` and the sums `[B·H·3L, 3 (j)]`
-fn block_products<B: Backend>(exp: Tensor<B, 5>, v: Tensor<B, 4>) -> (Tensor<B, 3>, Tensor<B, 2>) {
-    let [batch, heads, n, _, l] = exp.dims();
-    let hd = v.dims()[3];
-    let rows = batch * heads * n;
-    let device = exp.device();
-    let v_blocks = v.reshape([batch, heads, 3, l, hd]); // [B, H, 3, L, hd]
-    let zeros = |width: usize| Tensor::<B, 5>::zeros([batch, heads, 1, l, width], &device);
-    let diagonal_rows = (0..3)
-        .map(|j| {
-            let parts = [
-                zeros(j * hd),
-                v_blocks.clone().narrow(2, j, 1), // [B, H, 1, L, hd]
-                zeros((2 - j) * hd),
-            ];
-            let parts = parts.into_iter().filter(|p| p.dims()[4] > 0).collect();
-            Tensor::cat(parts, 4) // [B, H, 1, L, 3hd]
-        })
-        .collect();
-    let v_diagonal = Tensor::cat(diagonal_rows, 2).reshape([batch, heads, n, 3 * hd]);
-    let sums = exp.clone().sum_dim(4).reshape([rows, 3]); // [R, 3]
-    let products = exp
-        .reshape([batch, heads, n, n])
-        .matmul(v_diagonal)
-        .reshape([rows, 3, hd]); // [R, 3, hd]
-    (products, sums)
 }
 
 /// Configuration of an [`MctLayer`].
@@ -371,13 +244,15 @@ impl MctLayerConfig {
 }
 
 impl<B: Backend> MctLayer<B> {
+    /// Runs the layer; with `scores`, also returns its attention's raw scores.
+    ///
     /// # Shapes
     /// - x: `[batch, 3L, D]`
     /// - returns `(x2 [batch, 3L, D], raw scores [batch·H, 3L, 3L])`
-    pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    pub fn forward(&self, x: Tensor<B, 3>, scores: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let (attn, scores) = self
             .self_attn
-            .forward(self.layer_norms[0].forward(x.clone())); // [B, 3L, D]
+            .forward_with_scores(self.layer_norms[0].forward(x.clone()), scores); // [B, 3L, D]
         let x1 = x + self.res_dropout.forward(attn); // [B, 3L, D]
         let hidden = relu(self.fc1.forward(self.layer_norms[1].forward(x1.clone()))); // [B, 3L, 4D]
         let ffn = self.fc2.forward(self.relu_dropout.forward(hidden)); // [B, 3L, D]
@@ -486,10 +361,13 @@ impl<B: Backend> Mct<B> {
     ) -> MctOutput<B> {
         let [batch, l, d] = text.dims();
         let x = self.embed(Tensor::cat(vec![text, audio, vision], 1)); // [B, 3L, D]
-        let (x, scores) = self.layers.iter().fold((x, None), |(x, _), layer| {
-            let (x, scores) = layer.forward(x); // [B, 3L, D], [B·H, 3L, 3L]
-            (x, Some(scores))
-        });
+        // Only the last layer's scores are kept, so only it computes them.
+        let last = self.layers.len().saturating_sub(1);
+        let (x, scores) = self
+            .layers
+            .iter()
+            .enumerate()
+            .fold((x, None), |(x, _), (i, layer)| layer.forward(x, i == last)); // [B, 3L, D], [B·H, 3L, 3L]
         let x = self.layer_norm.forward(x); // [B, 3L, D]
         let scores = scores.unwrap_or_else(|| Tensor::zeros([0, 3 * l, 3 * l], &x.device()));
         MctOutput {
@@ -732,7 +610,8 @@ mod tests {
         let n = 3 * l;
         let mca = noisy_mca::<TB>(d, heads, 0.0, &device);
         let x = Tensor::<TB, 3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
-        let (out, scores) = mca.forward(x.clone());
+        let (out, scores) = mca.forward_with_scores(x.clone(), true);
+        let scores = scores.expect("scores were asked for");
         assert_eq!(scores.dims(), [batch * heads, n, n]);
         let (want_out, want_scores) = reference_mca(&mca, &values(x), [batch, l, d], None);
         let tol = Tolerance::<f64>::absolute(1e-5);
@@ -774,7 +653,7 @@ mod tests {
         let largest_errors: Vec<f64> = (0..20)
             .map(|_| {
                 TB::seed(&device, 9);
-                let (out, _) = mca.forward(Tensor::from_inner(x.clone()));
+                let out = mca.forward(Tensor::from_inner(x.clone()));
                 let keep = draw();
                 assert!(keep.contains(&0.0), "the mask drops something");
                 let (want, _) =
@@ -792,7 +671,7 @@ mod tests {
             "no attempt matched the reference; largest errors {largest_errors:?}"
         );
         let tol = Tolerance::<f64>::absolute(1e-5);
-        let (eval_out, _) = inner.forward(x);
+        let eval_out = inner.forward(x);
         let (want_eval, _) = reference_mca(&inner, &xs, [batch, l, d], None);
         eval_out
             .into_data()
@@ -880,7 +759,7 @@ mod tests {
         let gradients = |block: bool| {
             let x = Tensor::<AB, 3>::from_inner(x_inner.clone()).require_grad();
             let out = if block {
-                mca.forward(x.clone()).0
+                mca.forward(x.clone())
             } else {
                 dense_mca(&mca, x.clone())
             };

@@ -4,7 +4,6 @@
 
 use burn::module::{Initializer, Module};
 use burn::nn::{Gru, GruConfig, Linear};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor};
@@ -13,6 +12,7 @@ use crate::ModelError;
 use crate::backbone::{BackboneKind, Network};
 use crate::bert::Bert;
 use crate::decoder::{Decoders, DecodersConfig, Reconstruction};
+use crate::kernels;
 use crate::mct::{Mct, MctConfig, MctOutput};
 use crate::mult::MultConfig;
 use crate::network_config::{Alignment, NetworkConfig, PositionalMode};
@@ -426,14 +426,13 @@ pub fn check_view_shapes<B: Backend>(
 /// This is what `Gru::forward` computes for the network's GRUs (sigmoid and tanh activations,
 /// reset applied after the hidden matmul, no clipping: `GruConfig`'s defaults, which
 /// [`NetworkConfig::init`] keeps), with far fewer operations: the input projections of all
-/// steps are one matmul `[B·T, D] × [D, 3D]`, and each step does a single hidden matmul
-/// `[B, D] × [D, 3D]` for the three gates.
+/// steps are one matmul `[B·T, D] × [D, 3D]`, and the recurrence is [`kernels::gru_scan`]
+/// (a fused kernel on `Flex`, one hidden matmul `[B, D] × [D, 3D]` per step elsewhere).
 ///
 /// # Shapes
 /// - x: `[batch, T, D]`
 /// - output: every hidden state, `[batch, T, D]`
 pub fn gru_sequence<B: Backend>(gru: &Gru<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [batch, steps, _] = x.dims();
     let d = gru.d_hidden;
     let device = x.device();
     let gates = [&gru.reset_gate, &gru.update_gate, &gru.new_gate];
@@ -464,33 +463,9 @@ pub fn gru_sequence<B: Backend>(gru: &Gru<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
         ],
         0,
     ); // [3D]
-    let b_hn = bias(&gru.new_gate.hidden_transform).reshape([1, d]); // [1, D]
+    let b_hn = bias(&gru.new_gate.hidden_transform); // [D]
     let projected = linear(x, w_i, Some(b_i)); // [B, T, 3D]
-    // The backward of a slice writes a gradient as large as the sliced tensor, so slicing the
-    // T steps straight out of `projected` would cost O(T²) in the backward pass; slicing
-    // chunks of about √T steps first, then the steps of each chunk, costs O(T^1.5).
-    let chunk = (steps as f64).sqrt().ceil() as usize;
-    let inputs = (0..steps).step_by(chunk.max(1)).flat_map(|start| {
-        let len = chunk.min(steps - start);
-        let block = projected.clone().narrow(1, start, len); // [B, len, 3D]
-        (0..len).map(move |t| block.clone().narrow(1, t, 1).reshape([batch, 3 * d])) // [B, 3D]
-    });
-    let mut h = Tensor::<B, 2>::zeros([batch, d], &device); // [B, D]
-    let mut states = Vec::with_capacity(steps);
-    for x_t in inputs {
-        let h_t = h.clone().matmul(w_h.clone()); // [B, 3D]
-        let rz = sigmoid(
-            x_t.clone().slice([0..batch, 0..2 * d]) + h_t.clone().slice([0..batch, 0..2 * d]),
-        ); // [B, 2D]
-        let r = rz.clone().slice([0..batch, 0..d]); // [B, D]
-        let z = rz.slice([0..batch, d..2 * d]); // [B, D]
-        let n = (x_t.slice([0..batch, 2 * d..3 * d])
-            + r * (h_t.slice([0..batch, 2 * d..3 * d]) + b_hn.clone()))
-        .tanh(); // [B, D]
-        h = n.clone() + z * (h - n); // (1 − z) ⊙ n + z ⊙ h, [B, D]
-        states.push(h.clone());
-    }
-    Tensor::stack(states, 1) // [B, T, D]
+    kernels::gru_scan(projected, w_h, b_hn)
 }
 
 fn input_error(what: &str, message: String) -> ModelError {
@@ -564,6 +539,137 @@ mod tests {
             assert_eq!(recon.audio.dims(), [2, config.t_a, 3]);
             assert_eq!(recon.vision.dims(), [2, config.t_v, 2]);
         }
+    }
+
+    /// Inference on `Flex` (fused MCA and GRU forward) gives the composed path's outputs.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn fused_inference_matches_the_composition() {
+        let device = FlexDevice;
+        for alignment in [Alignment::Aligned, Alignment::Unaligned] {
+            let config = config(alignment);
+            let network = config.init::<TB>(&device).expect("valid config");
+            // Drawn once: tests running in parallel share the backend's RNG.
+            let (view, masks) = inputs(&config, &device);
+            let run = |fused: bool| {
+                crate::kernels::set_fused(fused);
+                let out = network.forward(view.clone(), &masks).expect("valid input");
+                crate::kernels::set_fused(true);
+                let mut all = out.joint_rep.into_data().to_vec::<f32>().unwrap();
+                all.extend(out.attn.into_data().to_vec::<f32>().unwrap());
+                all
+            };
+            let (fused, composed) = (run(true), run(false));
+            let worst = fused
+                .iter()
+                .zip(&composed)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-5, "{alignment:?}: largest difference {worst}");
+        }
+    }
+
+    /// The whole network, unaligned (WSAM, GRUs, MCT): the fused kernels give the composed
+    /// path's outputs and parameter gradients, over two backward passes with a parameter
+    /// update in between, as in the MSSD step.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn fused_kernels_match_the_composition_through_the_network() {
+        use burn::module::{ModuleMapper, Param};
+        use burn::optim::GradientsParams;
+        type AB = burn::backend::Autodiff<TB>;
+        let device = FlexDevice;
+        // No dropout: tests running in parallel share the backend's RNG, so two runs could not
+        // be given the same masks.
+        let config = NetworkConfig::new(6, 3, 2, 4, 6, 5, Alignment::Unaligned).with_options(
+            NetworkOptions {
+                embed_dim: 8,
+                num_heads: 2,
+                multimodal_layers: 2,
+                out_dropout: 0.0,
+                embed_dropout: 0.0,
+                relu_dropout: 0.0,
+                res_dropout: 0.0,
+                ..NetworkOptions::default()
+            },
+        );
+        let network = config.init::<AB>(&device).expect("valid config");
+        let (view, masks) = inputs(&config, &device);
+        // Parameters are initialised lazily: a first forward fixes them before the clones.
+        let lift = |view: &ViewInput<TB>, masks: &InputMasks<TB>| {
+            let TextInput::Features(text) = &view.text else {
+                unreachable!()
+            };
+            (
+                ViewInput {
+                    text: TextInput::Features(Tensor::<AB, 3>::from_inner(text.clone())),
+                    audio: Tensor::from_inner(view.audio.clone()),
+                    vision: Tensor::from_inner(view.vision.clone()),
+                },
+                InputMasks {
+                    text: Tensor::from_inner(masks.text.clone()),
+                    audio: Tensor::from_inner(masks.audio.clone()),
+                    vision: Tensor::from_inner(masks.vision.clone()),
+                    text_len: Tensor::from_inner(masks.text_len.clone()),
+                },
+            )
+        };
+        /// θ − 0.01·sign(g): a step that, like Adam's first, ignores the gradient's size.
+        struct SignStep<'a>(&'a GradientsParams);
+        impl ModuleMapper<AB> for SignStep<'_> {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: Param<Tensor<AB, D>>,
+            ) -> Param<Tensor<AB, D>> {
+                let grad = self.0.get::<TB, D>(param.id);
+                param.map(|t| match grad {
+                    Some(g) => {
+                        Tensor::from_inner(t.inner() - g.sign().mul_scalar(0.01)).require_grad()
+                    }
+                    None => t,
+                })
+            }
+        }
+        let (v, m) = lift(&view, &masks);
+        network.forward(v, &m).expect("valid input");
+        let run = |fused: bool| {
+            crate::kernels::set_fused(fused);
+            let mut network = network.clone();
+            let mut all = Vec::new();
+            for pass in 0..2 {
+                let (view, masks) = lift(&view, &masks);
+                let out = network.forward(view, &masks).expect("valid input");
+                let loss = out.joint_rep.clone().powi_scalar(2).sum()
+                    + out.attn.clone().mul_scalar(0.1).sum()
+                    + out.fused.text.clone().sum().mul_scalar(0.5);
+                all.extend(out.joint_rep.inner().into_data().to_vec::<f32>().unwrap());
+                let grads = GradientsParams::from_grads(loss.backward(), &network);
+                struct Collect<'a>(&'a GradientsParams, &'a mut Vec<f32>);
+                impl burn::module::ModuleVisitor<AB> for Collect<'_> {
+                    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+                        if let Some(g) = self.0.get::<TB, D>(param.id) {
+                            self.1.extend(g.into_data().to_vec::<f32>().unwrap());
+                        }
+                    }
+                }
+                network.visit(&mut Collect(&grads, &mut all));
+                if pass == 0 {
+                    network = network.map(&mut SignStep(&grads));
+                }
+            }
+            crate::kernels::set_fused(true);
+            all
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert_eq!(fused.len(), composed.len());
+        let scale = composed.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let worst = fused
+            .iter()
+            .zip(&composed)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "largest difference {worst} against scale {scale}"
+        );
     }
 
     /// The fused GRU loop computes what Burn's own `Gru::forward` computes (PyTorch's

@@ -50,6 +50,10 @@ struct Args {
     /// Phases to run: train, infer.
     #[arg(long, value_delimiter = ',', default_values_t = [Phase::Train.name().to_string(), Phase::Infer.name().to_string()])]
     phases: Vec<String>,
+    /// Run the compositions of Burn ops instead of the fused kernels (the "before" of
+    /// docs/performance.md, in the same build).
+    #[arg(long)]
+    composed: bool,
     /// Internal: run one phase of one configuration in this process and print its JSON.
     #[arg(long, num_args = 2, value_names = ["PHASE", "CONFIG"])]
     child: Option<Vec<String>>,
@@ -219,7 +223,11 @@ fn run_parent(args: &Args) -> Result<(), String> {
     for config in &configs {
         for &phase in &phases {
             eprintln!("{NAME} {} {} ...", config.id(), phase.name());
-            let output = Command::new(&exe)
+            let mut command = Command::new(&exe);
+            if args.composed {
+                command.arg("--composed");
+            }
+            let output = command
                 .arg("--steps")
                 .arg(args.steps.to_string())
                 .arg("--bert-steps")
@@ -261,6 +269,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
         "steps": args.steps,
         "bert_steps": args.bert_steps,
         "warmup": args.warmup,
+        "kernels": if args.composed { "composed" } else { "fused" },
         "reference": "PyTorch reference CIDer (shared/README.md): 2 cores, 2 threads, \
                       OMP_WAIT_POLICY=PASSIVE, median seconds; its training-step interval \
                       also includes its data loader",
@@ -273,6 +282,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
 
 /// Measures one phase of one configuration in this process and prints its [`PhaseReport`].
 fn run_child(args: &Args, phase: &str, config: &str) -> Result<(), String> {
+    cider_model::kernels::set_fused(!args.composed);
     let phase = Phase::from_name(phase).ok_or_else(|| format!("unknown phase `{phase}`"))?;
     let config = BenchConfig::parse(config)?;
     let steps = if config.text.uses_bert() {

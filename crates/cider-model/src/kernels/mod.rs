@@ -1,0 +1,205 @@
+//! Fused kernels for the two hot paths of the network: the MCA attention core and the GRU
+//! recurrence (docs/performance.md, "Fused kernels").
+//!
+//! Each operation has one definition as a composition of Burn tensor ops ([`composed`]), which
+//! every backend runs and differentiates, and, with the `flex` feature, hand-written kernels on
+//! plain slices (rayon over samples × heads, no intermediate `[B, H, 3L, 3L]` tensors, no
+//! per-step slicing): the MCA forward and backward on `Flex` and `Autodiff<Flex>`, the GRU
+//! forward on `Flex` (inference; training differentiates the composed GRU). The entry points
+//! below choose between them; callers stay generic over `B: Backend`.
+
+pub mod composed;
+#[cfg(feature = "flex")]
+mod flex_backend;
+#[cfg(feature = "flex")]
+pub mod gru_kernel;
+#[cfg(feature = "flex")]
+pub mod mca_kernel;
+
+use std::cell::Cell;
+
+use burn::nn::Dropout;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+thread_local! {
+    /// Whether the fused kernels may run on this thread (on by default).
+    static FUSED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Turns the fused kernels on or off for the calling thread; off, every backend runs the
+/// compositions. For measuring the kernels' effect, and for ruling them out when a result looks
+/// wrong: both paths compute the same function.
+pub fn set_fused(enabled: bool) {
+    FUSED.with(|f| f.set(enabled));
+}
+
+/// Whether the fused kernels may run on the calling thread (see [`set_fused`]).
+pub fn fused() -> bool {
+    FUSED.with(Cell::get)
+}
+
+/// The MCA branch features for the output projection (docs/method.md §5.5, steps 2-5): for the
+/// rows of modality `i`, `[O_U for the four subsets U ∋ i]`, heads side by side.
+///
+/// The fused kernel runs on `Flex` / `Autodiff<Flex>` unless attention dropout is active (it
+/// needs the `LAV` probabilities formed explicitly), the composition everywhere else.
+///
+/// # Shapes
+/// - qkv: the packed projection `[batch, 3L, 3D]`, columns `[q | k | v]`
+/// - returns `[3 (modality i), batch·L, 4D]`, feature `k·D + h·hd + c` for branch
+///   `SUMMARY_BRANCHES[i][k]`, head `h`
+pub fn mca_branches<B: Backend>(
+    qkv: Tensor<B, 3>,
+    heads: usize,
+    dropout: &Dropout,
+) -> Tensor<B, 3> {
+    let dropout_active = dropout.prob > 0.0 && B::ad_enabled(&qkv.device());
+    if dropout_active || !fused() {
+        return composed::mca_branches(qkv, heads, dropout);
+    }
+    #[cfg(feature = "flex")]
+    let qkv = match flex_backend::mca_branches(qkv, heads) {
+        Ok(out) => return out,
+        Err(qkv) => qkv,
+    };
+    composed::mca_branches(qkv, heads, dropout)
+}
+
+/// Every hidden state of a GRU from a zero state, given the input projections of all steps
+/// (docs/method.md §5.4). The fused kernel runs on `Flex`; with autodiff, the composition.
+///
+/// # Shapes
+/// - projected: `x W_i + b_i` with `b_hr`, `b_hz` added, `[batch, T, 3D]`, gate columns
+///   `r | z | n`
+/// - hidden: `W_h` `[D, 3D]`; bias_hn: `b_hn` `[D]`
+/// - returns `[batch, T, D]`
+pub fn gru_scan<B: Backend>(
+    projected: Tensor<B, 3>,
+    hidden: Tensor<B, 2>,
+    bias_hn: Tensor<B, 1>,
+) -> Tensor<B, 3> {
+    if !fused() {
+        return composed::gru_scan(projected, hidden, bias_hn);
+    }
+    #[cfg(feature = "flex")]
+    let (projected, hidden, bias_hn) = match flex_backend::gru_scan((projected, hidden, bias_hn)) {
+        Ok(out) => return out,
+        Err(inputs) => inputs,
+    };
+    composed::gru_scan(projected, hidden, bias_hn)
+}
+
+/// The fused kernels against the compositions: outputs, and for the MCA the input's gradient.
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::backend::flex::{Flex, FlexDevice};
+    use burn::nn::DropoutConfig;
+    use burn::tensor::{Distribution, TensorData};
+
+    type AD = Autodiff<Flex>;
+
+    fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// `max |fused − composed| ≤ 1e-5 · max |composed|`: relative to the tensor's scale, since
+    /// single entries of a gradient can be arbitrarily close to zero (an all-zero reference,
+    /// like `∂W_h` after a single step from `h = 0`, must be matched exactly).
+    fn assert_close(what: &str, fused: Vec<f32>, composed: Vec<f32>) {
+        assert_eq!(fused.len(), composed.len(), "{what}: lengths");
+        let scale = composed.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let worst = fused
+            .iter()
+            .zip(&composed)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{what}: largest difference {worst} against scale {scale}"
+        );
+    }
+
+    fn random<B: Backend, const D: usize>(
+        shape: [usize; D],
+        spread: f64,
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        Tensor::random(shape, Distribution::Normal(0.0, spread), device)
+    }
+
+    /// `(B, L, D, H)`: one head, batch 1, odd segment lengths, a one-token segment.
+    const MCA_SHAPES: [(usize, usize, usize, usize); 5] = [
+        (1, 1, 4, 1),
+        (1, 3, 6, 1),
+        (2, 5, 8, 2),
+        (3, 7, 12, 3),
+        (2, 16, 32, 8),
+    ];
+
+    #[test]
+    fn fused_mca_matches_the_composition_forward_and_backward() {
+        let device = FlexDevice;
+        let no_dropout = DropoutConfig::new(0.0).init();
+        for (batch, l, d, heads) in MCA_SHAPES {
+            // A wide spread makes the block maxima and the branch rescaling matter.
+            let qkv = random::<Flex, 3>([batch, 3 * l, 3 * d], 3.0, &device);
+            let fused = mca_branches(qkv.clone(), heads, &no_dropout);
+            let composed = composed::mca_branches(qkv.clone(), heads, &no_dropout);
+            assert_eq!(fused.dims(), [3, batch * l, 4 * d]);
+            let what = format!("MCA forward {:?}", (batch, l, d, heads));
+            assert_close(&what, values(fused), values(composed));
+
+            let weights = random::<Flex, 3>([3, batch * l, 4 * d], 1.0, &device);
+            let grad_of = |fused: bool| {
+                let x = Tensor::<AD, 3>::from_inner(qkv.clone()).require_grad();
+                let out = match fused {
+                    true => mca_branches(x.clone(), heads, &no_dropout),
+                    false => composed::mca_branches(x.clone(), heads, &no_dropout),
+                };
+                let loss = (out * Tensor::from_inner(weights.clone())).sum();
+                let grads = loss.backward();
+                values(x.grad(&grads).expect("qkv has a gradient"))
+            };
+            let what = format!("MCA ∂qkv {:?}", (batch, l, d, heads));
+            assert_close(&what, grad_of(true), grad_of(false));
+        }
+    }
+
+    /// `(B, T, D)`: one step, one unit, batch 1, odd lengths.
+    const GRU_SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (1, 4, 3), (3, 7, 5), (2, 13, 8)];
+
+    #[test]
+    fn fused_gru_matches_the_composition() {
+        let device = FlexDevice;
+        for (batch, steps, d) in GRU_SHAPES {
+            let projected = random::<Flex, 3>([batch, steps, 3 * d], 1.0, &device);
+            let hidden = random::<Flex, 2>([d, 3 * d], 0.7, &device);
+            let bias_hn = random::<Flex, 1>([d], 0.5, &device);
+            let fused = gru_scan(projected.clone(), hidden.clone(), bias_hn.clone());
+            let composed = composed::gru_scan(projected, hidden, bias_hn);
+            assert_eq!(fused.dims(), [batch, steps, d]);
+            let what = format!("GRU forward {:?}", (batch, steps, d));
+            assert_close(&what, values(fused), values(composed));
+        }
+    }
+
+    /// The fused MCA sees the same inputs the composition does: a strided (non-contiguous)
+    /// `qkv` view gives the same branches as its contiguous copy.
+    #[test]
+    fn fused_mca_reads_strided_inputs() {
+        let device = FlexDevice;
+        let no_dropout = DropoutConfig::new(0.0).init();
+        let wide = random::<Flex, 3>([6, 2, 24], 1.0, &device); // [3L, B, 3D]
+        let strided = wide.clone().swap_dims(0, 1); // [B, 3L, 3D], a view
+        let copied = Tensor::<Flex, 3>::from_data(
+            TensorData::new(values(strided.clone()), [2, 6, 24]),
+            &device,
+        );
+        assert_eq!(
+            values(mca_branches(strided, 2, &no_dropout)),
+            values(mca_branches(copied, 2, &no_dropout))
+        );
+    }
+}
