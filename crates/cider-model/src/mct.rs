@@ -110,7 +110,7 @@ impl<B: Backend> Mca<B> {
     /// The branch outputs come from [`kernels::mca_branches`]: a fused kernel on `Flex`, the
     /// blockwise composition of Burn ops elsewhere (both described there). Each row block then
     /// goes through its four branch projections, its summarisation and `final_out_proj`,
-    /// folded into one affine map per block ([`Mca::composed_output`]).
+    /// folded into one affine map per block.
     ///
     /// # Shapes
     /// - x: `[batch, 3L, D]` (segments text, audio, vision of length `L` each)
