@@ -5,7 +5,8 @@
 //!
 //! Each configuration and phase runs in a fresh child process (this same program with
 //! `--child`), so that the peak memory (`VmHWM` of `/proc/self/status`) of one does not mix
-//! with another's.
+//! with another's. The reference's figures come from `../shared/tools/side_by_side.sh`, which
+//! runs the reference and this program alternately in one sitting and prints the ratios.
 //!
 //! ```sh
 //! cargo run --release -p cider-bench --bin cider-bench-json                # every configuration
@@ -147,25 +148,6 @@ impl BenchConfig {
         });
         all
     }
-
-    /// The reference PyTorch figures of `shared/README.md` (2 cores, 2 threads), as
-    /// `[low, high]` seconds, where the configuration is one it reports. The README does not
-    /// name the layout; they are taken as the harness's default, MOSI aligned.
-    fn reference(&self, phase: Phase) -> Option<[f64; 2]> {
-        if self.layout != Layout::MosiAligned {
-            return None;
-        }
-        match (phase, self.batch, self.text) {
-            (Phase::Train, 32, TextMode::Precomputed) => Some([2.4, 2.4]),
-            (Phase::Infer, 32, TextMode::Precomputed) => Some([0.55, 0.55]),
-            (Phase::Train, 128, TextMode::Precomputed) => Some([21.3, 21.3]),
-            (Phase::Train, 32, TextMode::BertBase) => Some([19.0, 20.0]),
-            (Phase::Infer, 32, TextMode::BertBase) => Some([3.3, 3.7]),
-            (Phase::Train, 32, TextMode::BertBaseFrozen) => Some([8.0, 8.3]),
-            (Phase::Infer, 32, TextMode::BertBaseFrozen) => Some([3.4, 3.4]),
-            _ => None,
-        }
-    }
 }
 
 /// What a child reports.
@@ -240,7 +222,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
                 .output()
                 .map_err(|e| format!("cannot start a child: {e}"))?;
             let stdout = String::from_utf8_lossy(&output.stdout);
-            let mut entry: Value = if output.status.success() {
+            let entry: Value = if output.status.success() {
                 serde_json::from_str(stdout.trim()).map_err(|e| {
                     format!("child for {} gave no JSON ({e}): {stdout}", config.id())
                 })?
@@ -251,13 +233,6 @@ fn run_parent(args: &Args) -> Result<(), String> {
                     "error": String::from_utf8_lossy(&output.stderr).trim().to_string(),
                 })
             };
-            if let (Some(reference), Some(median)) = (
-                config.reference(phase),
-                entry.get("median_s").and_then(Value::as_f64),
-            ) {
-                entry["reference_pytorch_s"] = json!(reference);
-                entry["ratio_to_reference"] = json!([median / reference[1], median / reference[0]]);
-            }
             eprintln!("  {entry}");
             results.push(entry);
         }
@@ -270,9 +245,6 @@ fn run_parent(args: &Args) -> Result<(), String> {
         "bert_steps": args.bert_steps,
         "warmup": args.warmup,
         "kernels": if args.composed { "composed" } else { "fused" },
-        "reference": "PyTorch reference CIDer (shared/README.md): 2 cores, 2 threads, \
-                      OMP_WAIT_POLICY=PASSIVE, median seconds; its training-step interval \
-                      also includes its data loader",
         "results": results,
     });
     let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;
