@@ -660,16 +660,7 @@ mod tests {
             all
         };
         let (fused, composed) = (run(true), run(false));
-        assert_eq!(fused.len(), composed.len());
-        let scale = composed.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let worst = fused
-            .iter()
-            .zip(&composed)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            worst <= 1e-5 * scale,
-            "largest difference {worst} against scale {scale}"
-        );
+        crate::kernels::tests::assert_close("two training passes", fused, composed);
     }
 
     /// The fused GRU loop computes what Burn's own `Gru::forward` computes (PyTorch's

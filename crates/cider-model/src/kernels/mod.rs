@@ -92,7 +92,7 @@ pub fn gru_scan<B: Backend>(
 
 /// The fused kernels against the compositions: outputs, and for the MCA the input's gradient.
 #[cfg(all(test, feature = "flex"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::backend::Autodiff;
     use burn::backend::flex::{Flex, FlexDevice};
@@ -108,7 +108,7 @@ mod tests {
     /// `max |fused − composed| ≤ 1e-5 · max |composed|`: relative to the tensor's scale, since
     /// single entries of a gradient can be arbitrarily close to zero (an all-zero reference,
     /// like `∂W_h` after a single step from `h = 0`, must be matched exactly).
-    fn assert_close(what: &str, fused: Vec<f32>, composed: Vec<f32>) {
+    pub(crate) fn assert_close(what: &str, fused: Vec<f32>, composed: Vec<f32>) {
         assert_eq!(fused.len(), composed.len(), "{what}: lengths");
         let scale = composed.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let worst = fused
