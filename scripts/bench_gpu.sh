@@ -7,9 +7,11 @@
 #                                           # OUT/bench-cuda.json, OUT/bench-wgpu.json,
 #                                           # OUT/gpu.txt (nvidia-smi), OUT/*.log
 #
-# With the device tool: build here, then carry target/gpu-bench and run
-#   scripts/bench_gpu.sh run "$OUT"
-# The binaries are stripped so that both fit the 64 MiB a carry may hold.
+# With the device tool: build here, then one call per backend, since a carry holds 64 MiB and
+# the two stripped binaries together are about 75 MiB (cuda 36, wgpu 41):
+#   carry target/gpu-bench/cuda, run  BACKENDS=cuda scripts/bench_gpu.sh run "$OUT"
+#   carry target/gpu-bench/wgpu, run  BACKENDS=wgpu scripts/bench_gpu.sh run "$OUT"
+# A build replaces target/release/cider-bench-json; `cargo build --release` brings back flex's.
 # CONFIGS, STEPS, BERT_STEPS and BACKENDS override the defaults below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
