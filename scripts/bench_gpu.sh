@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md in two steps: build the bench binary for cuda and for
-# wgpu on a CPU machine (no GPU needed to build), then run both on the GPU machine in one go.
+# wgpu on a CPU machine (no GPU needed to build), then run them on the GPU machine.
 #
 #   scripts/bench_gpu.sh build              # here: target/gpu-bench/{cuda,wgpu}/cider-bench-json
 #   scripts/bench_gpu.sh run [OUT]          # on the GPU machine, from the repository root:
@@ -55,6 +55,10 @@ run() {
     if ! "$bin" --configs "$CONFIGS" --steps "$STEPS" --bert-steps "$BERT_STEPS" --warmup 2 \
         > "$out/bench-$backend.json" 2> "$out/bench-$backend.log"; then
       echo "$backend failed: see $out/bench-$backend.log" >&2
+      failed=1
+    elif grep -q '"error":' "$out/bench-$backend.json"; then
+      # cider-bench-json exits 0 and records a failed configuration as an "error" entry.
+      echo "$backend: a configuration failed, see the \"error\" entries of $out/bench-$backend.json" >&2
       failed=1
     fi
   done
