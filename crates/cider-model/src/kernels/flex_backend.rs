@@ -19,7 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-use super::gru_kernel::{GruShape, GruWeights, gru_forward};
+use super::gru_kernel::{GruShape, GruWeights, gru_backward, gru_forward};
 use super::mca_kernel::{McaShape, mca_backward, mca_forward};
 
 /// A float tensor of `Autodiff<Flex>`.
@@ -69,8 +69,8 @@ pub fn mca_branches<B: Backend>(
 /// The inputs of [`gru_scan`]: projected inputs `[B, T, 3D]`, `W_h` `[D, 3D]`, `b_hn` `[D]`.
 pub type GruInputs<B> = (Tensor<B, 3>, Tensor<B, 2>, Tensor<B, 1>);
 
-/// [`gru_forward`] on `Flex` (inference); `Err(inputs)` on any other backend (`Autodiff<Flex>`
-/// included: training differentiates the composition) or dtype.
+/// [`gru_forward`] on `Flex` or `Autodiff<Flex>` (whose backward runs [`gru_backward`]);
+/// `Err(inputs)` on any other backend or dtype.
 ///
 /// # Shapes
 /// - returns every hidden state, `[B, T, D]`
@@ -82,7 +82,6 @@ pub fn gru_scan<B: Backend>(inputs: GruInputs<B>) -> Result<Tensor<B, 3>, GruInp
         steps,
         hidden: bias_hn.dims()[0],
     };
-    let out_shape = [batch, steps, shape.hidden];
     let all_f32 = [projected.dtype(), hidden.dtype(), bias_hn.dtype()]
         .iter()
         .all(|&t| t == DType::F32);
@@ -90,17 +89,124 @@ pub fn gru_scan<B: Backend>(inputs: GruInputs<B>) -> Result<Tensor<B, 3>, GruInp
         return Err((projected, hidden, bias_hn));
     }
     if is::<B, Flex>() {
-        let projected = contiguous(primitive::<B, FlexTensor, 3>(projected));
-        let hidden = contiguous(primitive::<B, FlexTensor, 2>(hidden));
-        let bias_hn = contiguous(primitive::<B, FlexTensor, 1>(bias_hn));
-        let weights = GruWeights {
-            hidden: values(&hidden),
-            bias_hn: values(&bias_hn),
+        let inputs = GruState::new(
+            primitive::<B, FlexTensor, 3>(projected),
+            primitive::<B, FlexTensor, 2>(hidden),
+            primitive::<B, FlexTensor, 1>(bias_hn),
+            shape,
+        );
+        Ok(tensor::<B, FlexTensor, 3>(inputs.states))
+    } else if is::<B, Autodiff<Flex>>() {
+        let projected = primitive::<B, AutodiffFlexTensor, 3>(projected);
+        let hidden = primitive::<B, AutodiffFlexTensor, 2>(hidden);
+        let bias_hn = primitive::<B, AutodiffFlexTensor, 1>(bias_hn);
+        let nodes = [
+            projected.node.clone(),
+            hidden.node.clone(),
+            bias_hn.node.clone(),
+        ];
+        let state = GruState::new(
+            projected.primitive,
+            hidden.primitive,
+            bias_hn.primitive,
+            shape,
+        );
+        let states = state.states.clone();
+        let out = match GruBackward
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, states),
+            OpsKind::UnTracked(prep) => prep.finish(states),
         };
-        let states = gru_forward(values(&projected), weights, shape);
-        Ok(tensor::<B, FlexTensor, 3>(flex_tensor(states, out_shape)))
+        Ok(tensor::<B, AutodiffFlexTensor, 3>(out))
     } else {
         Err((projected, hidden, bias_hn))
+    }
+}
+
+/// A GRU call's contiguous inputs and the states [`gru_forward`] computed from them: the
+/// state its backward needs.
+#[derive(Clone, Debug)]
+struct GruState {
+    projected: FlexTensor,
+    hidden: FlexTensor,
+    bias_hn: FlexTensor,
+    states: FlexTensor,
+    shape: GruShape,
+}
+
+impl GruState {
+    /// Runs the forward kernel on `projected` `[B, T, 3D]`, `W_h` `[D, 3D]`, `b_hn` `[D]`.
+    fn new(
+        projected: FlexTensor,
+        hidden: FlexTensor,
+        bias_hn: FlexTensor,
+        shape: GruShape,
+    ) -> Self {
+        let (projected, hidden, bias_hn) = (
+            contiguous(projected),
+            contiguous(hidden),
+            contiguous(bias_hn),
+        );
+        let states = gru_forward(values(&projected), Self::weights(&hidden, &bias_hn), shape);
+        let states = flex_tensor(states, [shape.batch, shape.steps, shape.hidden]);
+        GruState {
+            projected,
+            hidden,
+            bias_hn,
+            states,
+            shape,
+        }
+    }
+
+    fn weights<'a>(hidden: &'a FlexTensor, bias_hn: &'a FlexTensor) -> GruWeights<'a> {
+        GruWeights {
+            hidden: values(hidden),
+            bias_hn: values(bias_hn),
+        }
+    }
+}
+
+/// The backward step of [`gru_scan`] on `Autodiff<Flex>`.
+#[derive(Debug)]
+struct GruBackward;
+
+impl Backward<Flex, 3> for GruBackward {
+    type State = GruState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let state = ops.state;
+        let weights = GruState::weights(&state.hidden, &state.bias_hn);
+        let shape = state.shape;
+        let d = shape.hidden;
+        let gradients = gru_backward(
+            values(&state.projected),
+            values(&state.states),
+            values(&grad),
+            weights,
+            shape,
+        );
+        let [projected, hidden, bias_hn] = ops.parents;
+        let parts = [
+            (
+                projected,
+                gradients.projected,
+                vec![shape.batch, shape.steps, 3 * d],
+            ),
+            (hidden, gradients.hidden, vec![d, 3 * d]),
+            (bias_hn, gradients.bias_hn, vec![d]),
+        ];
+        for (parent, values, dims) in parts {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(
+                    parent.id,
+                    FlexTensor::from_data(TensorData::new(values, dims)),
+                );
+            }
+        }
     }
 }
 

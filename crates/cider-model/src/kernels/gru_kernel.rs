@@ -1,11 +1,20 @@
 //! The GRU recurrence over a whole sequence on plain `f32` slices (docs/method.md §5.4), one
-//! sample per rayon task (the forward pass; training differentiates the composition).
+//! sample per rayon task, forward and backward.
 //!
 //! The input projections `x_t W_i + b_i` of all steps come in precomputed (`[B, T, 3D]`,
 //! gate columns `r | z | n`, with `b_hr` and `b_hz` already added), so a step is one
 //! `h W_h` product and the gate arithmetic:
 //! `r = σ(x̃_r + (h W_h)_r)`, `z = σ(x̃_z + (h W_h)_z)`, `n = tanh(x̃_n + r ⊙ ((h W_h)_n + b_hn))`,
 //! `h' = (1 − z) ⊙ n + z ⊙ h`, from `h = 0`.
+//!
+//! The backward walks the steps in reverse with the gradient `δ` of the state leaving step `t`
+//! (the output's gradient at `t` plus what step `t + 1` sends back), recomputing the step's gates
+//! from the stored state `h` it started from:
+//! `δn = δ ⊙ (1 − z) ⊙ (1 − n²)`, `δz = δ ⊙ (h − n) ⊙ z(1 − z)`,
+//! `δr = δn ⊙ ĥ_n ⊙ r(1 − r)`, with `ĥ_n = (h W_h)_n + b_hn`.
+//! The projected input's gradient is `[δr | δz | δn]`; the hidden product's is
+//! `δa = [δr | δz | δn ⊙ r]`, so `∂b_hn += δn ⊙ r`, `∂W_h += hᵀ δa`, and the state before the
+//! step gets `δ ⊙ z + δa W_hᵀ`.
 
 use rayon::prelude::*;
 
@@ -60,6 +69,114 @@ pub fn gru_forward(projected: &[f32], weights: GruWeights<'_>, shape: GruShape) 
             }
         });
     states
+}
+
+/// The gradients of [`gru_forward`]'s inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GruGradients {
+    /// `∂projected`: `[B, T, 3D]`.
+    pub projected: Vec<f32>,
+    /// `∂W_h`: `[D, 3D]`.
+    pub hidden: Vec<f32>,
+    /// `∂b_hn`: `[D]`.
+    pub bias_hn: Vec<f32>,
+}
+
+/// The gradients of every input of [`gru_forward`], given the states it returned and the
+/// gradient of those states. The per-sample parts of `∂W_h` and `∂b_hn` are summed in sample
+/// order, so the result does not depend on the thread count.
+///
+/// # Shapes
+/// - projected: `[B, T, 3D]`; states: `[B, T, D]`; grad: `[B, T, D]`
+pub fn gru_backward(
+    projected: &[f32],
+    states: &[f32],
+    grad: &[f32],
+    weights: GruWeights<'_>,
+    shape: GruShape,
+) -> GruGradients {
+    let (t_len, d) = (shape.steps, shape.hidden);
+    let mut d_projected = vec![0.0f32; shape.batch * t_len * 3 * d];
+    let mut d_hidden = vec![0.0f32; 3 * d * d];
+    let mut d_bias_hn = vec![0.0f32; d];
+    if t_len == 0 || d == 0 {
+        return GruGradients {
+            projected: d_projected,
+            hidden: d_hidden,
+            bias_hn: d_bias_hn,
+        };
+    }
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = d_projected
+        .par_chunks_mut(t_len * 3 * d)
+        .zip(projected.par_chunks(t_len * 3 * d))
+        .zip(states.par_chunks(t_len * d))
+        .zip(grad.par_chunks(t_len * d))
+        .map(|(((d_projected, projected), states), grad)| {
+            sample_backward(d_projected, projected, states, grad, weights)
+        })
+        .collect();
+    for (hidden, bias_hn) in parts {
+        add_into(&mut d_hidden, &hidden);
+        add_into(&mut d_bias_hn, &bias_hn);
+    }
+    GruGradients {
+        projected: d_projected,
+        hidden: d_hidden,
+        bias_hn: d_bias_hn,
+    }
+}
+
+/// One sample's backward: fills its `∂projected` (`[T, 3D]`) and returns its parts of `∂W_h`
+/// (`[D, 3D]`) and `∂b_hn` (`[D]`).
+fn sample_backward(
+    d_projected: &mut [f32],
+    projected: &[f32],
+    states: &[f32],
+    grad: &[f32],
+    weights: GruWeights<'_>,
+) -> (Vec<f32>, Vec<f32>) {
+    let d = weights.bias_hn.len();
+    let t_len = states.len() / d;
+    let mut d_hidden = vec![0.0f32; 3 * d * d];
+    let mut d_bias_hn = vec![0.0f32; d];
+    let mut gates = Gates::new(d);
+    let zeros = vec![0.0f32; d];
+    let mut carried = vec![0.0f32; d]; // δ sent back by step t + 1
+    let mut d_hh = vec![0.0f32; 3 * d]; // δa
+    for t in (0..t_len).rev() {
+        let previous = match t {
+            0 => &zeros[..],
+            _ => &states[(t - 1) * d..t * d],
+        };
+        gates.compute(previous, &projected[t * 3 * d..(t + 1) * 3 * d], weights);
+        let d_x = &mut d_projected[t * 3 * d..(t + 1) * 3 * d];
+        for k in 0..d {
+            let delta = grad[t * d + k] + carried[k];
+            let (r, z, n) = (gates.r[k], gates.z[k], gates.n[k]);
+            let d_n = delta * (1.0 - z) * (1.0 - n * n);
+            let d_z = delta * (previous[k] - n) * z * (1.0 - z);
+            let d_r = d_n * gates.hn[k] * r * (1.0 - r);
+            d_x[k] = d_r;
+            d_x[d + k] = d_z;
+            d_x[2 * d + k] = d_n;
+            d_hh[k] = d_r;
+            d_hh[d + k] = d_z;
+            d_hh[2 * d + k] = d_n * r;
+            d_bias_hn[k] += d_n * r;
+            carried[k] = delta * z;
+        }
+        for (k, &h) in previous.iter().enumerate() {
+            let row = &weights.hidden[k * 3 * d..(k + 1) * 3 * d];
+            carried[k] += row.iter().zip(&d_hh).map(|(w, g)| w * g).sum::<f32>();
+            let d_row = &mut d_hidden[k * 3 * d..(k + 1) * 3 * d];
+            d_row.iter_mut().zip(&d_hh).for_each(|(a, g)| *a += h * g);
+        }
+    }
+    (d_hidden, d_bias_hn)
+}
+
+fn add_into(total: &mut [f32], part: &[f32]) {
+    total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
 }
 
 /// One step's gates `r`, `z`, `n` and `ĥ_n = (h W_h)_n + b_hn`, each `[D]`.
@@ -143,5 +260,68 @@ mod tests {
             "{} vs {h2}",
             states[1]
         );
+    }
+
+    /// The backward against central differences of the forward, for two samples of two units
+    /// over three steps under the loss `Σ c ⊙ states`.
+    #[test]
+    fn backward_matches_central_differences() {
+        let shape = GruShape {
+            batch: 2,
+            steps: 3,
+            hidden: 2,
+        };
+        let wave = |n: usize, f: f32| {
+            (0..n)
+                .map(|i| (f * (i as f32 + 1.0)).sin())
+                .collect::<Vec<_>>()
+        };
+        let projected = wave(2 * 3 * 6, 0.7);
+        let hidden = wave(2 * 6, 1.3);
+        let bias_hn = wave(2, 2.1);
+        let coefficients = wave(2 * 3 * 2, 0.4);
+        let loss = |projected: &[f32], hidden: &[f32], bias_hn: &[f32]| -> f64 {
+            let weights = GruWeights { hidden, bias_hn };
+            let states = gru_forward(projected, weights, shape);
+            states
+                .iter()
+                .zip(&coefficients)
+                .map(|(h, c)| (h * c) as f64)
+                .sum()
+        };
+        let weights = GruWeights {
+            hidden: &hidden,
+            bias_hn: &bias_hn,
+        };
+        let states = gru_forward(&projected, weights, shape);
+        let grads = gru_backward(&projected, &states, &coefficients, weights, shape);
+        let eps = 1e-2f32;
+        let numeric = |input: &[f32], i: usize, at: &dyn Fn(&[f32]) -> f64| {
+            let (mut up, mut down) = (input.to_vec(), input.to_vec());
+            up[i] += eps;
+            down[i] -= eps;
+            (at(&up) - at(&down)) / (2.0 * eps as f64)
+        };
+        let checks: [(&str, &[f32], &[f32], &dyn Fn(&[f32]) -> f64); 3] = [
+            ("∂projected", &projected, &grads.projected, &|x| {
+                loss(x, &hidden, &bias_hn)
+            }),
+            ("∂W_h", &hidden, &grads.hidden, &|w| {
+                loss(&projected, w, &bias_hn)
+            }),
+            ("∂b_hn", &bias_hn, &grads.bias_hn, &|b| {
+                loss(&projected, &hidden, b)
+            }),
+        ];
+        for (name, input, analytic, at) in checks {
+            assert_eq!(input.len(), analytic.len(), "{name}: length");
+            for (i, &g) in analytic.iter().enumerate() {
+                let expected = numeric(input, i, at);
+                assert!(
+                    (g as f64 - expected).abs() < 1e-3,
+                    "{name}[{i}]: {g} against the central difference {expected}"
+                );
+            }
+        }
     }
 }

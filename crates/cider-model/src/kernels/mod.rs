@@ -4,9 +4,9 @@
 //! Each operation has one definition as a composition of Burn tensor ops ([`composed`]), which
 //! every backend runs and differentiates, and, with the `flex` feature, hand-written kernels on
 //! plain slices (rayon over samples × heads, no intermediate `[B, H, 3L, 3L]` tensors, no
-//! per-step slicing): the MCA forward and backward on `Flex` and `Autodiff<Flex>`, the GRU
-//! forward on `Flex` (inference; training differentiates the composed GRU). The entry points
-//! below choose between them; callers stay generic over `B: Backend`.
+//! per-step slicing): the MCA and the GRU, forward on `Flex`, forward and backward on
+//! `Autodiff<Flex>`. The entry points below choose between them; callers stay generic over
+//! `B: Backend`.
 
 pub mod composed;
 #[cfg(feature = "flex")]
@@ -67,7 +67,8 @@ pub fn mca_branches<B: Backend>(
 }
 
 /// Every hidden state of a GRU from a zero state, given the input projections of all steps
-/// (docs/method.md §5.4). The fused kernel runs on `Flex`; with autodiff, the composition.
+/// (docs/method.md §5.4). The fused kernel runs on `Flex` and `Autodiff<Flex>`, the composition
+/// everywhere else.
 ///
 /// # Shapes
 /// - projected: `x W_i + b_i` with `b_hr`, `b_hz` added, `[batch, T, 3D]`, gate columns
@@ -170,18 +171,87 @@ pub(crate) mod tests {
     /// `(B, T, D)`: one step, one unit, batch 1, odd lengths.
     const GRU_SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (1, 4, 3), (3, 7, 5), (2, 13, 8)];
 
+    /// Forward, and the gradient of every input under a random linear loss.
     #[test]
-    fn fused_gru_matches_the_composition() {
+    fn fused_gru_matches_the_composition_forward_and_backward() {
         let device = FlexDevice;
         for (batch, steps, d) in GRU_SHAPES {
             let projected = random::<Flex, 3>([batch, steps, 3 * d], 1.0, &device);
             let hidden = random::<Flex, 2>([d, 3 * d], 0.7, &device);
             let bias_hn = random::<Flex, 1>([d], 0.5, &device);
             let fused = gru_scan(projected.clone(), hidden.clone(), bias_hn.clone());
-            let composed = composed::gru_scan(projected, hidden, bias_hn);
+            let composed = composed::gru_scan(projected.clone(), hidden.clone(), bias_hn.clone());
             assert_eq!(fused.dims(), [batch, steps, d]);
             let what = format!("GRU forward {:?}", (batch, steps, d));
             assert_close(&what, values(fused), values(composed));
+
+            let weights = random::<Flex, 3>([batch, steps, d], 1.0, &device);
+            let grads_of = |fused: bool| {
+                let x = Tensor::<AD, 3>::from_inner(projected.clone()).require_grad();
+                let w = Tensor::<AD, 2>::from_inner(hidden.clone()).require_grad();
+                let b = Tensor::<AD, 1>::from_inner(bias_hn.clone()).require_grad();
+                let out = match fused {
+                    true => gru_scan(x.clone(), w.clone(), b.clone()),
+                    false => composed::gru_scan(x.clone(), w.clone(), b.clone()),
+                };
+                let grads = (out * Tensor::from_inner(weights.clone())).sum().backward();
+                let grad = |g: Option<Tensor<Flex, 3>>| values(g.expect("a gradient"));
+                [
+                    grad(x.grad(&grads)),
+                    grad(w.grad(&grads).map(|g| g.unsqueeze())),
+                    grad(b.grad(&grads).map(|g| g.unsqueeze())),
+                ]
+            };
+            let [fused, composed] = [grads_of(true), grads_of(false)];
+            for ((name, fused), composed) in ["∂projected", "∂W_h", "∂b_hn"]
+                .iter()
+                .zip(fused)
+                .zip(composed)
+            {
+                assert_close(
+                    &format!("GRU {name} {:?}", (batch, steps, d)),
+                    fused,
+                    composed,
+                );
+            }
+        }
+    }
+
+    /// Two passes through the same GRU weights, the second from the first's output (as the two
+    /// MSSD passes share every weight), summed into one loss: the fused and composed gradients
+    /// of the weights and of the first input agree.
+    #[test]
+    fn fused_gru_gradients_add_up_over_two_passes() {
+        let device = FlexDevice;
+        let (batch, steps, d) = (3, 6, 4);
+        let x = random::<Flex, 3>([batch, steps, 3 * d], 1.0, &device);
+        let w_in = random::<Flex, 2>([d, 3 * d], 0.7, &device);
+        let hidden = random::<Flex, 2>([d, 3 * d], 0.7, &device);
+        let bias_hn = random::<Flex, 1>([d], 0.5, &device);
+        let grads_of = |fused: bool| {
+            set_fused(fused);
+            let x = Tensor::<AD, 3>::from_inner(x.clone()).require_grad();
+            let w_in = Tensor::<AD, 2>::from_inner(w_in.clone()).require_grad();
+            let w = Tensor::<AD, 2>::from_inner(hidden.clone()).require_grad();
+            let b = Tensor::<AD, 1>::from_inner(bias_hn.clone()).require_grad();
+            let first = gru_scan(x.clone(), w.clone(), b.clone()); // [B, T, D]
+            let projected = first.clone().matmul(w_in.clone().unsqueeze()); // [B, T, 3D]
+            let second = gru_scan(projected, w.clone(), b.clone());
+            let loss = (first.clone() * second.clone()).sum() + second.powi_scalar(2).sum();
+            let grads = loss.backward();
+            set_fused(true);
+            let grad = |g: Option<Tensor<Flex, 3>>| values(g.expect("a gradient"));
+            [
+                grad(x.grad(&grads)),
+                grad(w_in.grad(&grads).map(|g| g.unsqueeze())),
+                grad(w.grad(&grads).map(|g| g.unsqueeze())),
+                grad(b.grad(&grads).map(|g| g.unsqueeze())),
+            ]
+        };
+        let [fused, composed] = [grads_of(true), grads_of(false)];
+        let names = ["∂x", "∂W_in", "∂W_h", "∂b_hn"];
+        for ((name, fused), composed) in names.iter().zip(fused).zip(composed) {
+            assert_close(&format!("two GRU passes, {name}"), fused, composed);
         }
     }
 
