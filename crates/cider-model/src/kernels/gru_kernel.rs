@@ -262,6 +262,10 @@ mod tests {
         );
     }
 
+    /// A gradient to check: its name, the input, the analytic gradient, the loss as a function
+    /// of that input.
+    type Check<'a> = (&'a str, &'a [f32], &'a [f32], &'a dyn Fn(&[f32]) -> f64);
+
     /// The backward against central differences of the forward, for two samples of two units
     /// over three steps under the loss `Σ c ⊙ states`.
     #[test]
@@ -302,7 +306,7 @@ mod tests {
             down[i] -= eps;
             (at(&up) - at(&down)) / (2.0 * eps as f64)
         };
-        let checks: [(&str, &[f32], &[f32], &dyn Fn(&[f32]) -> f64); 3] = [
+        let checks: [Check<'_>; 3] = [
             ("∂projected", &projected, &grads.projected, &|x| {
                 loss(x, &hidden, &bias_hn)
             }),
