@@ -90,6 +90,7 @@ impl RowStats {
     }
 
     /// Fills the statistics of row `r`.
+    #[inline(always)]
     fn compute(&mut self, head: &HeadInputs, r: usize, l: usize, hd: usize) {
         let n = 3 * l;
         self.e.fill(0.0);
@@ -102,7 +103,7 @@ impl RowStats {
         }
         for j in 0..3 {
             let block = &mut self.e[j * l..(j + 1) * l];
-            let m = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let m = lane_max(block);
             for s in block.iter_mut() {
                 *s = exp_nonpositive(*s - m);
             }
@@ -159,6 +160,24 @@ pub fn mca_forward(qkv: &[f32], shape: McaShape) -> Vec<f32> {
 
 /// `O_U` of the four kept branches for every row of one head: `[3L, 4, hd]`.
 fn head_forward(qkv: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the running CPU has AVX2, checked just above.
+        return unsafe { head_forward_avx2(qkv, shape, b, h) };
+    }
+    head_forward_body(qkv, shape, b, h)
+}
+
+/// [`head_forward_body`] compiled for AVX2 (8-wide instead of SSE2's 4-wide vectors); the
+/// same operations in the same order, so the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn head_forward_avx2(qkv: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
+    head_forward_body(qkv, shape, b, h)
+}
+
+#[inline(always)]
+fn head_forward_body(qkv: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
     let (n, l, hd) = (shape.tokens, shape.segment(), shape.head_dim());
     let head = HeadInputs::gather(qkv, shape, b, h);
     let mut stats = RowStats::new(n, hd);
@@ -206,6 +225,23 @@ pub fn mca_backward(qkv: &[f32], grad: &[f32], shape: McaShape) -> Vec<f32> {
 /// `[∂q ; ∂k ; ∂v]` of one head, each `[hd, 3L]` (transposed), `∂q` with respect to the
 /// unscaled `q`.
 fn head_backward(qkv: &[f32], grad: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the running CPU has AVX2, checked just above.
+        return unsafe { head_backward_avx2(qkv, grad, shape, b, h) };
+    }
+    head_backward_body(qkv, grad, shape, b, h)
+}
+
+/// [`head_backward_body`] compiled for AVX2, as [`head_forward_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn head_backward_avx2(qkv: &[f32], grad: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
+    head_backward_body(qkv, grad, shape, b, h)
+}
+
+#[inline(always)]
+fn head_backward_body(qkv: &[f32], grad: &[f32], shape: McaShape, b: usize, h: usize) -> Vec<f32> {
     let (n, l, d, hd) = (
         shape.tokens,
         shape.segment(),
@@ -277,7 +313,25 @@ fn head_backward(qkv: &[f32], grad: &[f32], shape: McaShape, b: usize, h: usize)
     out
 }
 
+/// `max_t a_t` with eight independent partial maxima, so the loop vectorises (`f32::max`'s
+/// NaN rule keeps LLVM from doing so); `−∞` for an empty slice.
+#[inline(always)]
+fn lane_max(a: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = a.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x > *lane { x } else { *lane };
+        }
+    }
+    lanes
+        .iter()
+        .chain(chunks.remainder())
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
 /// `Σ a_t` with eight independent partial sums, so the loop vectorises.
+#[inline(always)]
 fn lane_sum(a: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = a.chunks_exact(8);
@@ -290,6 +344,7 @@ fn lane_sum(a: &[f32]) -> f32 {
 }
 
 /// `Σ a_t b_t` with eight independent partial sums.
+#[inline(always)]
 fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut a_chunks = a.chunks_exact(8);
@@ -311,15 +366,18 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 /// `eˣ` for `x ≤ 0`, branch-free so the loops around it vectorise: `x = n ln 2 + f` with
 /// `n = round(x / ln 2)` and `|f| ≤ ln 2 / 2`, `eᶠ` from its Taylor series to degree 7
 /// (relative error below 2e-8 on that interval, under float rounding), and `2ⁿ` built from
-/// its exponent bits. Inputs below −87 return `e⁻⁸⁷ ≈ 1.6e-38` instead of underflowing.
+/// its exponent bits. Inputs below −87 return `e⁻⁸⁷ ≈ 1.6e-38` instead of underflowing; NaN
+/// stays NaN. No float-to-integer cast (Rust's saturating `as` does not vectorise): `n` is read
+/// from the bits of `x / ln 2 + 1.5 · 2²³`, where one unit is one step of the mantissa.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let f = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for coefficient in [
@@ -333,7 +391,8 @@ fn exp_nonpositive(x: f32) -> f32 {
     ] {
         p = p * f + coefficient;
     }
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    p * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 #[cfg(test)]
@@ -353,6 +412,37 @@ mod tests {
         assert!(exp_nonpositive(-1000.0) > 0.0 && exp_nonpositive(-1000.0) < 1e-37);
     }
 
+    /// The AVX2 builds of the per-head loops give the SSE2 builds' results bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_heads_match_the_portable_heads_exactly() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let shape = McaShape {
+            batch: 2,
+            tokens: 3 * 11,
+            d_model: 12,
+            heads: 3,
+        };
+        let wave = |n: usize, f: f32| (0..n).map(|i| (f * i as f32).sin()).collect::<Vec<_>>();
+        let qkv = wave(2 * 33 * 36, 0.37);
+        let grad = wave(3 * 2 * 11 * 48, 0.91);
+        for (b, h) in [(0, 0), (1, 2)] {
+            // SAFETY: AVX2 was detected above.
+            let fast = unsafe { head_forward_avx2(&qkv, shape, b, h) };
+            assert_eq!(
+                fast,
+                head_forward_body(&qkv, shape, b, h),
+                "forward {b}, {h}"
+            );
+            // SAFETY: as above.
+            let fast = unsafe { head_backward_avx2(&qkv, &grad, shape, b, h) };
+            let portable = head_backward_body(&qkv, &grad, shape, b, h);
+            assert_eq!(fast, portable, "backward {b}, {h}");
+        }
+    }
+
     #[test]
     fn lane_reductions_match_plain_sums() {
         let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
@@ -360,5 +450,10 @@ mod tests {
         assert_eq!(lane_sum(&a), (0..19).map(|i| i as f32 * 0.5).sum::<f32>());
         let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((lane_dot(&a, &b) - dot).abs() < 1e-4);
+        let c: Vec<f32> = (0..19).map(|i| ((i * 7) % 19) as f32 - 9.0).collect();
+        assert_eq!(lane_max(&c), 9.0);
+        assert_eq!(lane_max(&c[..5]), 5.0); // −9, −2, 5, −7, 0: shorter than one chunk
+        assert_eq!(lane_max(&c[9..17]), 8.0); // one whole chunk, its largest in the last lane
+        assert_eq!(lane_max(&[]), f32::NEG_INFINITY);
     }
 }
