@@ -1,10 +1,10 @@
-//! The MCA attention core and the GRU recurrence as compositions of Burn tensor ops: what every
-//! backend runs (and differentiates) when no fused kernel applies, and the definition the fused
-//! kernels are tested against.
+//! The MCA attention core, the GRU recurrence and the attention-map loss as compositions of Burn
+//! tensor ops: what every backend runs (and differentiates) when no fused kernel applies, and
+//! the definition the fused kernels are tested against.
 
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{log_softmax, sigmoid};
 use burn::tensor::backend::Backend;
 
 use crate::mct::{BRANCHES, LAV, SUMMARY_BRANCHES};
@@ -229,4 +229,16 @@ pub fn gru_scan<B: Backend>(
         return Tensor::zeros([batch, 0, d], &device);
     }
     Tensor::stack(states, 1) // [B, T, D]
+}
+
+/// The attention-map loss, composed ([`super::attention_kl`] says what it computes).
+///
+/// # Shapes
+/// - student, teacher: `[R, rows, cols]`; returns `[1]`
+pub fn attention_kl<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) -> Tensor<B, 1> {
+    let [slices, _, _] = student.dims();
+    let log_p = log_softmax(teacher.detach(), 2); // [R, rows, cols]
+    let log_q = log_softmax(student, 2); // [R, rows, cols]
+    let p = log_p.clone().exp();
+    (p * (log_p - log_q)).sum().div_scalar(slices as f64)
 }

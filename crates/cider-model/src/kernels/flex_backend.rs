@@ -1,5 +1,6 @@
-//! The fused kernels on Burn's `Flex` backend, and the MCA kernel on `Autodiff<Flex>` too, whose
-//! backward runs the hand-written gradient kernel instead of differentiating the composition.
+//! The fused kernels on Burn's `Flex` backend and on `Autodiff<Flex>`, where each is one autodiff
+//! node whose backward runs the hand-written gradient kernel instead of differentiating the
+//! composition.
 //!
 //! The model stays generic over `B: Backend`; these functions recognise `Flex` and
 //! `Autodiff<Flex>` by type and hand any other backend's tensor back unchanged, so the caller
@@ -20,6 +21,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::gru_kernel::{GruShape, GruWeights, gru_backward, gru_forward};
+use super::kl_kernel;
 use super::mca_kernel::{McaShape, mca_backward, mca_forward};
 
 /// A float tensor of `Autodiff<Flex>`.
@@ -126,6 +128,53 @@ pub fn gru_scan<B: Backend>(inputs: GruInputs<B>) -> Result<Tensor<B, 3>, GruInp
     }
 }
 
+/// [`kl_kernel::attention_kl`] on `Flex` or `Autodiff<Flex>` (the student's gradient is
+/// computed with the loss and kept for the backward); `Err(inputs)` on any other backend or
+/// dtype. The teacher must come detached.
+///
+/// # Shapes
+/// - student, teacher: `[R, rows, cols]`; returns `[1]`
+pub fn attention_kl<B: Backend>(
+    student: Tensor<B, 3>,
+    teacher: Tensor<B, 3>,
+) -> Result<Tensor<B, 1>, (Tensor<B, 3>, Tensor<B, 3>)> {
+    let dims = student.dims();
+    let [slices, _, cols] = dims;
+    let usable =
+        dims == teacher.dims() && student.dtype() == DType::F32 && teacher.dtype() == DType::F32;
+    if !usable {
+        return Err((student, teacher));
+    }
+    let run = |student: &FlexTensor, teacher: FlexTensor| {
+        let teacher = contiguous(teacher);
+        kl_kernel::attention_kl(values(student), values(&teacher), slices, cols)
+    };
+    if is::<B, Flex>() {
+        let student = contiguous(primitive::<B, FlexTensor, 3>(student));
+        let kl = run(&student, primitive::<B, FlexTensor, 3>(teacher));
+        Ok(tensor::<B, FlexTensor, 1>(flex_tensor(
+            vec![kl.loss as f32],
+            [1],
+        )))
+    } else if is::<B, Autodiff<Flex>>() {
+        let student = primitive::<B, AutodiffFlexTensor, 3>(student);
+        let teacher = primitive::<B, AutodiffFlexTensor, 3>(teacher).primitive;
+        let kl = run(&contiguous(student.primitive.clone()), teacher);
+        let loss = flex_tensor(vec![kl.loss as f32], [1]);
+        let out = match KlBackward
+            .prepare::<NoCheckpointing>([student.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(flex_tensor(kl.grad, dims), loss),
+            OpsKind::UnTracked(prep) => prep.finish(loss),
+        };
+        Ok(tensor::<B, AutodiffFlexTensor, 1>(out))
+    } else {
+        Err((student, teacher))
+    }
+}
+
 /// A GRU call's contiguous inputs and the states [`gru_forward`] computed from them: the
 /// state its backward needs.
 #[derive(Clone, Debug)]
@@ -206,6 +255,27 @@ impl Backward<Flex, 3> for GruBackward {
                     FlexTensor::from_data(TensorData::new(values, dims)),
                 );
             }
+        }
+    }
+}
+
+/// The backward step of [`attention_kl`] on `Autodiff<Flex>`; its state is `∂KL/∂student`.
+#[derive(Debug)]
+struct KlBackward;
+
+impl Backward<Flex, 1> for KlBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let upstream = contiguous(grads.consume::<Flex>(&ops.node)); // [1]
+        if let Some(parent) = parent {
+            let scale = values(&upstream)[0];
+            let mut grad = ops.state;
+            grad.storage_mut::<f32>()
+                .iter_mut()
+                .for_each(|g| *g *= scale);
+            grads.register::<Flex>(parent.id, grad);
         }
     }
 }

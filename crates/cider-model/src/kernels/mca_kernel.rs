@@ -370,7 +370,7 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 /// stays NaN. No float-to-integer cast (Rust's saturating `as` does not vectorise): `n` is read
 /// from the bits of `x / ln 2 + 1.5 · 2²³`, where one unit is one step of the mantissa.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer.

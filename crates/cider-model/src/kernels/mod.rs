@@ -1,11 +1,11 @@
-//! Fused kernels for the two hot paths of the network: the MCA attention core and the GRU
-//! recurrence (docs/performance.md, "Fused kernels").
+//! Fused kernels for the hot paths of the MSSD step: the MCA attention core, the GRU recurrence
+//! and the attention-map loss (docs/performance.md, "Fused kernels").
 //!
 //! Each operation has one definition as a composition of Burn tensor ops ([`composed`]), which
 //! every backend runs and differentiates, and, with the `flex` feature, hand-written kernels on
 //! plain slices (rayon over samples × heads, no intermediate `[B, H, 3L, 3L]` tensors, no
-//! per-step slicing): the MCA and the GRU, forward on `Flex`, forward and backward on
-//! `Autodiff<Flex>`. The entry points below choose between them; callers stay generic over
+//! per-step slicing): the MCA, the GRU and the attention-map loss, forward on `Flex`, forward
+//! and backward on `Autodiff<Flex>`. The entry points below choose between them; callers stay generic over
 //! `B: Backend`.
 
 pub mod composed;
@@ -13,6 +13,8 @@ pub mod composed;
 mod flex_backend;
 #[cfg(feature = "flex")]
 pub mod gru_kernel;
+#[cfg(feature = "flex")]
+pub mod kl_kernel;
 #[cfg(feature = "flex")]
 pub mod mca_kernel;
 
@@ -89,6 +91,26 @@ pub fn gru_scan<B: Backend>(
         Err(inputs) => inputs,
     };
     composed::gru_scan(projected, hidden, bias_hn)
+}
+
+/// The MSSD attention-map loss `KL = (1/R) Σ P (log P − log Q)`, `P = softmax(teacher)`,
+/// `Q = softmax(student)` over the last axis, `R` the leading size (PyTorch's
+/// `kl_div(log Q, P, reduction="batchmean")`, docs/method.md §6.2). The teacher is detached:
+/// only the student gets a gradient. The fused kernel runs on `Flex` and `Autodiff<Flex>`, the
+/// composition everywhere else.
+///
+/// # Shapes
+/// - student, teacher: raw scores `[R, rows, cols]`; returns `[1]`
+pub fn attention_kl<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) -> Tensor<B, 1> {
+    if !fused() {
+        return composed::attention_kl(student, teacher);
+    }
+    #[cfg(feature = "flex")]
+    let (student, teacher) = match flex_backend::attention_kl(student, teacher.detach()) {
+        Ok(out) => return out,
+        Err(inputs) => inputs,
+    };
+    composed::attention_kl(student, teacher)
 }
 
 /// The fused kernels against the compositions: outputs, and for the MCA the input's gradient.
@@ -214,6 +236,40 @@ pub(crate) mod tests {
                     composed,
                 );
             }
+        }
+    }
+
+    /// The attention-map loss and the student's gradient, fused against composed, at shapes
+    /// `(R, rows, cols)` with one column, one row and odd sizes; the teacher gets no gradient.
+    #[test]
+    fn fused_attention_kl_matches_the_composition() {
+        let device = FlexDevice;
+        for (slices, rows, cols) in [(1, 1, 1), (2, 3, 5), (4, 7, 9), (3, 30, 30)] {
+            let student = random::<Flex, 3>([slices, rows, cols], 2.0, &device);
+            let teacher = random::<Flex, 3>([slices, rows, cols], 2.0, &device);
+            let run = |fused: bool| {
+                let s = Tensor::<AD, 3>::from_inner(student.clone()).require_grad();
+                let t = Tensor::<AD, 3>::from_inner(teacher.clone()).require_grad();
+                let loss = match fused {
+                    true => attention_kl(s.clone(), t.clone()),
+                    false => composed::attention_kl(s.clone(), t.clone()),
+                };
+                let grads = loss.clone().mul_scalar(3.0).backward();
+                assert!(t.grad(&grads).is_none(), "the teacher is detached");
+                let grad = values(s.grad(&grads).expect("a student gradient"));
+                (values(loss.inner()), grad)
+            };
+            let ((fused_loss, fused_grad), (loss, grad)) = (run(true), run(false));
+            let what = format!("attention KL {:?}", (slices, rows, cols));
+            assert_close(&format!("{what} loss"), fused_loss, loss);
+            assert_close(&format!("{what} ∂student"), fused_grad, grad);
+            let on_flex = attention_kl(student.clone(), teacher.clone());
+            let composed_on_flex = composed::attention_kl(student.clone(), teacher.clone());
+            assert_close(
+                &format!("{what} on Flex"),
+                values(on_flex),
+                values(composed_on_flex),
+            );
         }
     }
 

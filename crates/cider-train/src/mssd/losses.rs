@@ -8,9 +8,9 @@
 //! | mid level | `KL_attn = (1/(B·H)) Σ P (log P − log Q)`, `P = softmax(S)`, `log Q = log_softmax(S_m)` |
 //! | low level | `R = Σ ℓ(X̂·M, X·M) / (d · ΣM + 1e-6)`, `M = inmask − missmask` |
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use cider_model::kernels;
 use serde::{Deserialize, Serialize};
 
 /// ε of the cosine similarity: each norm is clamped to at least ε (PyTorch's
@@ -92,12 +92,10 @@ pub fn joint_rep_loss<B: Backend>(student: Tensor<B, 2>, teacher: Tensor<B, 2>) 
 /// # Shapes
 /// - student `S_m`, teacher `S`: raw scores `[batch·H, 3L, 3L]`
 /// - output: `[1]`
+///
+/// A fused kernel on `Flex` / `Autodiff<Flex>` ([`kernels::attention_kl`]).
 pub fn attention_kl<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) -> Tensor<B, 1> {
-    let [rows, _, _] = student.dims();
-    let log_p = log_softmax(teacher.detach(), 2); // [B·H, 3L, 3L]
-    let log_q = log_softmax(student, 2); // [B·H, 3L, 3L]
-    let p = log_p.clone().exp();
-    (p * (log_p - log_q)).sum().div_scalar(rows as f64)
+    kernels::attention_kl(student, teacher)
 }
 
 /// The reconstruction mask `M = inmask − missmask`: 1 exactly where a valid position was
