@@ -239,22 +239,15 @@ impl Backward<Flex, 3> for GruBackward {
             shape,
         );
         let [projected, hidden, bias_hn] = ops.parents;
-        let parts = [
-            (
-                projected,
-                gradients.projected,
-                vec![shape.batch, shape.steps, 3 * d],
-            ),
-            (hidden, gradients.hidden, vec![d, 3 * d]),
-            (bias_hn, gradients.bias_hn, vec![d]),
-        ];
-        for (parent, values, dims) in parts {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(
-                    parent.id,
-                    FlexTensor::from_data(TensorData::new(values, dims)),
-                );
-            }
+        if let Some(parent) = projected {
+            let dims = [shape.batch, shape.steps, 3 * d];
+            grads.register::<Flex>(parent.id, flex_tensor(gradients.projected, dims));
+        }
+        if let Some(parent) = hidden {
+            grads.register::<Flex>(parent.id, flex_tensor(gradients.hidden, [d, 3 * d]));
+        }
+        if let Some(parent) = bias_hn {
+            grads.register::<Flex>(parent.id, flex_tensor(gradients.bias_hn, [d]));
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::mca_kernel::exp_nonpositive;
+use super::mca_kernel::{exp_nonpositive, lane_max};
 
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 64;
@@ -68,10 +68,7 @@ fn row_kl(grad: &mut [f32], student: &[f32], teacher: &[f32], inverse: f32) -> f
 
 /// `m + ln Σ_j exp(x_j − m)`, `m = max_j x_j`.
 fn log_sum_exp(x: &[f32]) -> f32 {
-    let m = x
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    let m = lane_max(x);
     let sum: f32 = x.iter().map(|&v| exp_nonpositive(v - m)).sum();
     m + sum.ln()
 }

@@ -316,7 +316,7 @@ fn head_backward_body(qkv: &[f32], grad: &[f32], shape: McaShape, b: usize, h: u
 /// `max_t a_t` with eight independent partial maxima, so the loop vectorises (`f32::max`'s
 /// NaN rule keeps LLVM from doing so); `−∞` for an empty slice.
 #[inline(always)]
-fn lane_max(a: &[f32]) -> f32 {
+pub(super) fn lane_max(a: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = a.chunks_exact(8);
     for chunk in &mut chunks {
