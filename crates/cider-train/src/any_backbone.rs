@@ -312,6 +312,7 @@ mod tests {
     /// protocol runs on the fitted model, and the linear head is evaluated at τ = 0.
     #[test]
     fn fit_is_deterministic_and_evaluates() {
+        let _rng = crate::testkit::backend_rng();
         let (a, config, data) = fit(Classifier::Maci);
         let (b, _, _) = fit(Classifier::Maci);
         assert_eq!(a.history, b.history);

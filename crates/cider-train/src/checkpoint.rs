@@ -598,6 +598,7 @@ mod tests {
     /// (here the temporary name is taken by a directory; a full disk reads the same way).
     #[test]
     fn a_failed_record_write_names_the_file_and_the_cause() {
+        let _rng = crate::testkit::backend_rng();
         type B = Flex;
         let dir = scratch("write-fail");
         let linear: Linear<B> = LinearConfig::new(3, 2).init(&Default::default());
@@ -612,6 +613,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_bit_for_bit() {
+        let _rng = crate::testkit::backend_rng();
         type B = Flex;
         let device = Default::default();
         let dir = scratch("record");

@@ -499,9 +499,12 @@ pub(crate) mod tests {
                         positional,
                         ..NetworkOptions::default()
                     });
-            let model = CiderConfig::new(network, 3)
-                .init::<TB>(&Default::default())
-                .unwrap();
+            let model = {
+                let _rng = crate::testkit::backend_rng();
+                CiderConfig::new(network, 3)
+                    .init::<TB>(&Default::default())
+                    .unwrap()
+            };
             let bias = bias_words(&data.train, Task::Binary, 100, BiasRule::Parity).unwrap();
             let prototypes =
                 Prototypes::from_split(&data.train, Task::Binary, TextFeatures::FromSplit)
@@ -717,6 +720,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bert_models_read_masked_and_counterfactual_ids() {
+        let _rng = crate::testkit::backend_rng();
         let data = generate(&SynthConfig {
             layout: Layout::MosiUnaligned,
             n_train: 40,

@@ -234,11 +234,13 @@ mod tests {
 
     #[test]
     fn golden_step_mosi_unaligned_small() {
+        let _rng = crate::testkit::backend_rng();
         assert_step("mosi-unaligned-small");
     }
 
     #[test]
     fn golden_step_mosi_aligned_small() {
+        let _rng = crate::testkit::backend_rng();
         assert_step("mosi-aligned-small");
     }
 }

@@ -47,4 +47,6 @@ pub mod trainer;
 
 mod maci_inputs;
 mod record_check;
+#[cfg(test)]
+mod testkit;
 mod train_error;

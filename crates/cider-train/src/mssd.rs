@@ -674,6 +674,7 @@ mod tests {
     /// losses add up to `L_2` with the configured weights.
     #[test]
     fn mssd_takes_two_adam_steps_and_the_ablation_one() {
+        let _rng = crate::testkit::backend_rng();
         with_big_stack(|| {
             let config = MssdConfig {
                 lambda_rep: 0.5,
@@ -719,6 +720,7 @@ mod tests {
     /// NLL at θ0: checked against [`evaluate_losses`] on the untrained model (no dropout).
     #[test]
     fn step_losses_are_taken_at_the_right_parameters() {
+        let _rng = crate::testkit::backend_rng();
         with_big_stack(|| {
             let mssd = MssdConfig::default();
             let ablation = MssdConfig {
@@ -750,6 +752,7 @@ mod tests {
 
     #[test]
     fn bad_batches_are_typed_errors() {
+        let _rng = crate::testkit::backend_rng();
         with_big_stack(|| {
             let what = |batch: MssdBatch<AB>| {
                 let mut optimizer = CiderAdamConfig::default().init::<AB, Cider<AB>>();
@@ -781,6 +784,7 @@ mod tests {
     /// single missing-view step trains it (every MulT parameter takes one Adam step).
     #[test]
     fn mult_refuses_mssd_and_takes_the_single_pass() {
+        let _rng = crate::testkit::backend_rng();
         with_big_stack(|| {
             let options = NetworkOptions {
                 backbone: cider_model::backbone::BackboneKind::Mult,

@@ -452,6 +452,7 @@ mod tests {
     /// excluded) containing "bias" or "LayerNorm" are not decayed.
     #[test]
     fn cider_groups_follow_the_reference_names() {
+        let _rng = crate::testkit::backend_rng();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../testdata/torch-golden/mosi-unaligned-small");
         let golden: serde_json::Value = serde_json::from_str(

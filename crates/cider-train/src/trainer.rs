@@ -654,6 +654,7 @@ mod tests {
     /// epoch, which makes single-process runs with dropout resumable too).
     #[test]
     fn resuming_gives_the_uninterrupted_result() {
+        let _rng = crate::testkit::backend_rng();
         let straight = scratch("straight");
         let resumed = scratch("resumed");
         let mut config = tiny(&straight, 3);
@@ -730,6 +731,7 @@ mod tests {
     /// epoch's model in `best/`.
     #[test]
     fn a_few_epochs_learn_the_easy_synthetic_task() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("learn");
         let mut config = tiny(&dir, 5);
         if let DataConfig::Synthetic(s) = &mut config.data {
@@ -816,6 +818,7 @@ mod tests {
     /// distillation (no distillation losses), test-based selection.
     #[test]
     fn ablations_and_test_selection_run() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("ablation");
         let mut config = tiny(&dir, 1);
         config.maci.classifier = Classifier::Linear;
@@ -833,6 +836,7 @@ mod tests {
     /// Precomputed text: the missing view zeroes exactly the rows of missing tokens.
     #[test]
     fn the_missing_view_zeroes_missing_token_features() {
+        let _rng = crate::testkit::backend_rng();
         let config = tiny(Path::new("unused"), 1);
         let data = config.data.load().unwrap();
         let train = &data.train;
@@ -872,6 +876,7 @@ mod tests {
     /// the loss and the key to change.
     #[test]
     fn a_diverging_run_names_the_step_and_the_learning_rate() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("diverge");
         let mut config = tiny(&dir, 2);
         config.optim.lr = 1e30;
@@ -897,6 +902,7 @@ mod tests {
     /// A model too large for the memory limit is refused before anything is allocated.
     #[test]
     fn a_huge_width_is_refused_with_the_estimate() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("huge");
         let mut config = tiny(&dir, 1);
         config.model.embed_dim = 65536;
@@ -916,6 +922,7 @@ mod tests {
     /// another model or were damaged, naming the file and the parameter or key.
     #[test]
     fn resuming_refuses_foreign_or_damaged_checkpoint_files() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("foreign");
         let other = scratch("foreign-other");
         let config = tiny(&dir, 3);
@@ -1002,6 +1009,7 @@ mod tests {
     /// refused when the data meets the text encoder, naming the file, split, sample and field.
     #[test]
     fn bert_text_that_does_not_fit_the_bert_is_refused_before_training() {
+        let _rng = crate::testkit::backend_rng();
         let dir = scratch("bert-ids");
         fs::create_dir_all(&dir).unwrap();
         let bert_dir = dir.join("bert");

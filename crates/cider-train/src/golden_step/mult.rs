@@ -256,6 +256,7 @@ mod tests {
     /// [`STEP_TOLERANCE`] of the reference.
     #[test]
     fn small_mult_matches_mmsa() {
+        let _rng = crate::testkit::backend_rng();
         assert!(is_mult_golden(&small()));
         let (forward, step) =
             check_mult_golden::<Autodiff<Flex>>(&small(), None, &FlexDevice).expect("check runs");
@@ -276,6 +277,7 @@ mod tests {
     /// MCM that is built but unused with the linear head.
     #[test]
     fn parameter_count_matches_mmsa() {
+        let _rng = crate::testkit::backend_rng();
         let (golden, source) = read_golden(&small()).expect("golden.json");
         let config = mult_config(&golden, &source).expect("config");
         let model: Cider<Flex> = config.init(&FlexDevice).expect("model");
