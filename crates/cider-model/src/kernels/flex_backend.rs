@@ -128,9 +128,9 @@ pub fn gru_scan<B: Backend>(inputs: GruInputs<B>) -> Result<Tensor<B, 3>, GruInp
     }
 }
 
-/// [`kl_kernel::attention_kl`] on `Flex` or `Autodiff<Flex>` (the student's gradient is
-/// computed with the loss and kept for the backward); `Err(inputs)` on any other backend or
-/// dtype. The teacher must come detached.
+/// [`kl_kernel::attention_kl`] on `Flex` or `Autodiff<Flex>` (for a tracked student the
+/// gradient is computed with the loss and kept for the backward, otherwise only the loss);
+/// `Err(inputs)` on any other backend or dtype. The teacher must come detached.
 ///
 /// # Shapes
 /// - student, teacher: `[R, rows, cols]`; returns `[1]`
@@ -145,29 +145,33 @@ pub fn attention_kl<B: Backend>(
     if !usable {
         return Err((student, teacher));
     }
-    let run = |student: &FlexTensor, teacher: FlexTensor| {
-        let teacher = contiguous(teacher);
-        kl_kernel::attention_kl(values(student), values(&teacher), slices, cols)
-    };
     if is::<B, Flex>() {
         let student = contiguous(primitive::<B, FlexTensor, 3>(student));
-        let kl = run(&student, primitive::<B, FlexTensor, 3>(teacher));
+        let teacher = contiguous(primitive::<B, FlexTensor, 3>(teacher));
+        let loss = kl_kernel::attention_kl_loss(values(&student), values(&teacher), slices, cols);
         Ok(tensor::<B, FlexTensor, 1>(flex_tensor(
-            vec![kl.loss as f32],
+            vec![loss as f32],
             [1],
         )))
     } else if is::<B, Autodiff<Flex>>() {
         let student = primitive::<B, AutodiffFlexTensor, 3>(student);
-        let teacher = primitive::<B, AutodiffFlexTensor, 3>(teacher).primitive;
-        let kl = run(&contiguous(student.primitive.clone()), teacher);
-        let loss = flex_tensor(vec![kl.loss as f32], [1]);
+        let teacher = contiguous(primitive::<B, AutodiffFlexTensor, 3>(teacher).primitive);
+        let inner = contiguous(student.primitive);
+        let (s_m, s) = (values(&inner), values(&teacher));
         let out = match KlBackward
-            .prepare::<NoCheckpointing>([student.node.clone()])
+            .prepare::<NoCheckpointing>([student.node])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(flex_tensor(kl.grad, dims), loss),
-            OpsKind::UnTracked(prep) => prep.finish(loss),
+            OpsKind::Tracked(prep) => {
+                let kl = kl_kernel::attention_kl(s_m, s, slices, cols);
+                let loss = flex_tensor(vec![kl.loss as f32], [1]);
+                prep.finish(flex_tensor(kl.grad, dims), loss)
+            }
+            OpsKind::UnTracked(prep) => {
+                let loss = kl_kernel::attention_kl_loss(s_m, s, slices, cols);
+                prep.finish(flex_tensor(vec![loss as f32], [1]))
+            }
         };
         Ok(tensor::<B, AutodiffFlexTensor, 1>(out))
     } else {

@@ -24,7 +24,8 @@ pub struct AttentionKl {
 }
 
 /// The attention-map loss of `student` against `teacher`, both `[R, rows, cols]` row-major,
-/// softmax over `cols`, averaged over the `R` leading slices (`batchmean`).
+/// softmax over `cols`, averaged over the `R` leading slices (`batchmean`), with the student's
+/// gradient.
 ///
 /// # Shapes
 /// - student, teacher: `[R · rows · cols]`; grad: the same
@@ -43,7 +44,7 @@ pub fn attention_kl(student: &[f32], teacher: &[f32], slices: usize, cols: usize
             grad.chunks_exact_mut(cols)
                 .zip(student.chunks_exact(cols))
                 .zip(teacher.chunks_exact(cols))
-                .map(|((grad, s_m), s)| row_kl(grad, s_m, s, inverse))
+                .map(|((grad, s_m), s)| row_kl(s_m, s, |j, p, q| grad[j] = (q - p) * inverse))
                 .sum()
         })
         .collect();
@@ -53,14 +54,39 @@ pub fn attention_kl(student: &[f32], teacher: &[f32], slices: usize, cols: usize
     }
 }
 
-/// One row: fills `grad` with `(q − p) · inverse` and returns `Σ_j p_j (log p_j − log q_j)`.
-fn row_kl(grad: &mut [f32], student: &[f32], teacher: &[f32], inverse: f32) -> f64 {
+/// The loss of [`attention_kl`] alone, for a student that needs no gradient: the same blocks
+/// summed in the same order, so the same value to the bit.
+///
+/// # Shapes
+/// - student, teacher: `[R · rows · cols]`
+pub fn attention_kl_loss(student: &[f32], teacher: &[f32], slices: usize, cols: usize) -> f64 {
+    if cols == 0 || slices == 0 {
+        return 0.0;
+    }
+    let chunk = ROWS_PER_TASK * cols;
+    let parts: Vec<f64> = student
+        .par_chunks(chunk)
+        .zip(teacher.par_chunks(chunk))
+        .map(|(student, teacher)| {
+            student
+                .chunks_exact(cols)
+                .zip(teacher.chunks_exact(cols))
+                .map(|(s_m, s)| row_kl(s_m, s, |_, _, _| {}))
+                .sum()
+        })
+        .collect();
+    parts.iter().sum::<f64>() / slices as f64
+}
+
+/// One row: returns `Σ_j p_j (log p_j − log q_j)` and hands each column's `(j, p_j, q_j)` to
+/// `each`.
+fn row_kl(student: &[f32], teacher: &[f32], mut each: impl FnMut(usize, f32, f32)) -> f64 {
     let (lse_q, lse_p) = (log_sum_exp(student), log_sum_exp(teacher));
     let mut total = 0.0f64;
-    for ((g, &s_m), &s) in grad.iter_mut().zip(student).zip(teacher) {
+    for (j, (&s_m, &s)) in student.iter().zip(teacher).enumerate() {
         let (log_p, log_q) = (s - lse_p, s_m - lse_q);
         let (p, q) = (exp_nonpositive(log_p), exp_nonpositive(log_q));
-        *g = (q - p) * inverse;
+        each(j, p, q);
         total += f64::from(p * (log_p - log_q));
     }
     total
@@ -91,5 +117,6 @@ mod tests {
         for (g, e) in out.grad.iter().zip(expected) {
             assert!((g - e).abs() < 1e-6, "{:?}", out.grad);
         }
+        assert_eq!(attention_kl_loss(&student, &teacher, 2, 2), out.loss);
     }
 }

@@ -240,7 +240,8 @@ pub(crate) mod tests {
     }
 
     /// The attention-map loss and the student's gradient, fused against composed, at shapes
-    /// `(R, rows, cols)` with one column, one row and odd sizes; the teacher gets no gradient.
+    /// `(R, rows, cols)` with one column, one row and odd sizes; the teacher gets no gradient,
+    /// and an untracked student the loss alone.
     #[test]
     fn fused_attention_kl_matches_the_composition() {
         let device = FlexDevice;
@@ -267,8 +268,17 @@ pub(crate) mod tests {
             let composed_on_flex = composed::attention_kl(student.clone(), teacher.clone());
             assert_close(
                 &format!("{what} on Flex"),
-                values(on_flex),
+                values(on_flex.clone()),
                 values(composed_on_flex),
+            );
+            let untracked = attention_kl(
+                Tensor::<AD, 3>::from_inner(student.clone()),
+                Tensor::<AD, 3>::from_inner(teacher.clone()),
+            );
+            assert_eq!(
+                values(untracked.inner()),
+                values(on_flex),
+                "{what}: an untracked student gives the Flex loss"
             );
         }
     }
