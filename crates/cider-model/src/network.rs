@@ -613,7 +613,9 @@ mod tests {
                 },
             )
         };
-        /// θ − 0.01·sign(g): a step that, like Adam's first, ignores the gradient's size.
+        /// θ − 0.01·g/(|g| + 10⁻³): a step that, like Adam's first, hardly depends on the
+        /// gradient's size, and unlike `sign(g)` is continuous at zero, so a gradient that the
+        /// two paths round to either side of zero cannot flip it.
         struct SignStep<'a>(&'a GradientsParams);
         impl ModuleMapper<AB> for SignStep<'_> {
             fn map_float<const D: usize>(
@@ -623,7 +625,8 @@ mod tests {
                 let grad = self.0.get::<TB, D>(param.id);
                 param.map(|t| match grad {
                     Some(g) => {
-                        Tensor::from_inner(t.inner() - g.sign().mul_scalar(0.01)).require_grad()
+                        let step = g.clone().div(g.abs().add_scalar(1e-3)).mul_scalar(0.01);
+                        Tensor::from_inner(t.inner() - step).require_grad()
                     }
                     None => t,
                 })
