@@ -21,6 +21,7 @@ use burn::tensor::{Int, Tensor};
 use serde_json::{Map, Value};
 
 use crate::error::ModelError;
+use crate::kernels;
 use crate::weights::{WeightFile, WeightLoader};
 
 /// The architecture of a BERT encoder, mirroring the keys of a HuggingFace `config.json`.
@@ -421,7 +422,7 @@ impl<B: Backend> BertEmbeddings<B> {
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).unsqueeze::<2>(); // [1, seq]
         let positions = self.position_embeddings.forward(positions); // [1, seq, hidden]
         let x = words + types + positions; // [batch, seq, hidden]
-        self.dropout.forward(self.layer_norm.forward(x))
+        kernels::dropout(self.layer_norm.forward(x), &self.dropout)
     }
 }
 
@@ -449,7 +450,7 @@ impl<B: Backend> BertLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, mask_bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let attended = self.attention.forward(x, mask_bias); // [batch, seq, hidden]
         let inner = gelu_exact(self.intermediate.forward(attended.clone())); // [batch, seq, inter]
-        let out = self.dropout.forward(self.output.forward(inner)); // [batch, seq, hidden]
+        let out = kernels::dropout(self.output.forward(inner), &self.dropout); // [batch, seq, hidden]
         self.layer_norm.forward(out + attended)
     }
 }
@@ -498,12 +499,12 @@ impl<B: Backend> BertAttention<B> {
             .matmul(k.swap_dims(2, 3))
             .div_scalar((head_dim as f64).sqrt())
             + mask_bias; // [batch, heads, seq, seq]
-        let probs = self.probs_dropout.forward(softmax(scores, 3));
+        let probs = kernels::dropout(softmax(scores, 3), &self.probs_dropout);
         let context = probs
             .matmul(v) // [batch, heads, seq, hd]
             .swap_dims(1, 2)
             .reshape([batch, seq, hidden]);
-        let out = self.output_dropout.forward(self.output.forward(context)); // [batch, seq, hidden]
+        let out = kernels::dropout(self.output.forward(context), &self.output_dropout); // [batch, seq, hidden]
         self.layer_norm.forward(out + x)
     }
 }

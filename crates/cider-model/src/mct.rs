@@ -253,10 +253,12 @@ impl<B: Backend> MctLayer<B> {
         let (attn, scores) = self
             .self_attn
             .forward_with_scores(self.layer_norms[0].forward(x.clone()), scores); // [B, 3L, D]
-        let x1 = x + self.res_dropout.forward(attn); // [B, 3L, D]
+        let x1 = x + kernels::dropout(attn, &self.res_dropout); // [B, 3L, D]
         let hidden = relu(self.fc1.forward(self.layer_norms[1].forward(x1.clone()))); // [B, 3L, 4D]
-        let ffn = self.fc2.forward(self.relu_dropout.forward(hidden)); // [B, 3L, D]
-        (x1 + self.res_dropout.forward(ffn), scores) // [B, 3L, D]
+        let ffn = self
+            .fc2
+            .forward(kernels::dropout(hidden, &self.relu_dropout)); // [B, 3L, D]
+        (x1 + kernels::dropout(ffn, &self.res_dropout), scores) // [B, 3L, D]
     }
 }
 
@@ -401,7 +403,7 @@ impl<B: Backend> Mct<B> {
                     .reshape([1, tokens, d]) // [1, N, D]
             }
         };
-        self.embed_dropout.forward(x + term) // [B, N, D]
+        kernels::dropout(x + term, &self.embed_dropout) // [B, N, D]
     }
 }
 

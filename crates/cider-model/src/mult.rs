@@ -22,6 +22,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::kernels;
 use crate::mult_encoder::{MultEncoder, MultEncoderConfig, load_mmsa_encoder};
 use crate::network::TextEncoder;
 use crate::projection::{ResidualProjection, ResidualProjectionConfig};
@@ -316,7 +317,11 @@ impl<B: Backend> Mult<B> {
             }
         };
         let [_, _, _, d_l, d_a, d_v] = self.input_dims;
-        let p_l = project(&self.proj_l, self.text_dropout.forward(text), d_l);
+        let p_l = project(
+            &self.proj_l,
+            kernels::dropout(text, &self.text_dropout),
+            d_l,
+        );
         let p_a = project(&self.proj_a, audio, d_a);
         let p_v = project(&self.proj_v, vision, d_v);
         let target = |x: &Tensor<B, 3>,

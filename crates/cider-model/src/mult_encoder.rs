@@ -19,6 +19,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
+use crate::kernels;
 use crate::weights::WeightLoader;
 use crate::wsam::xavier_linear;
 
@@ -124,7 +125,7 @@ impl<B: Backend> MultAttention<B> {
         if let Some(mask) = mask {
             scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
         }
-        let probs = self.dropout.forward(softmax(scores, 3)); // [B, H, T_q, T_k]
+        let probs = kernels::dropout(softmax(scores, 3), &self.dropout); // [B, H, T_q, T_k]
         let joined = probs
             .matmul(v) // [B, H, T_q, hd]
             .swap_dims(1, 2)
@@ -168,10 +169,12 @@ impl<B: Backend> MultEncoderLayer<B> {
             None => (q.clone(), q.clone()),
         };
         let attended = self.attention.forward(q, k, v, mask); // [B, T_q, E]
-        let x = x + self.res_dropout.forward(attended);
+        let x = x + kernels::dropout(attended, &self.res_dropout);
         let hidden = relu(self.fc1.forward(self.layer_norms[1].forward(x.clone()))); // [B, T_q, 4E]
-        let ffn = self.fc2.forward(self.relu_dropout.forward(hidden)); // [B, T_q, E]
-        x + self.res_dropout.forward(ffn)
+        let ffn = self
+            .fc2
+            .forward(kernels::dropout(hidden, &self.relu_dropout)); // [B, T_q, E]
+        x + kernels::dropout(ffn, &self.res_dropout)
     }
 }
 
@@ -197,13 +200,13 @@ impl<B: Backend> MultEncoder<B> {
     pub fn forward(&self, x: Tensor<B, 3>, source: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
         let [_, t_q, e] = x.dims();
         let scale = (e as f64).sqrt();
-        let mut x = self.embed_dropout.forward(x.mul_scalar(scale));
+        let mut x = kernels::dropout(x.mul_scalar(scale), &self.embed_dropout);
         // MMSA drops out the key and the value inputs separately.
         let key_value = source.map(|s| {
             let s = s.mul_scalar(scale);
             (
-                self.embed_dropout.forward(s.clone()),
-                self.embed_dropout.forward(s),
+                kernels::dropout(s.clone(), &self.embed_dropout),
+                kernels::dropout(s, &self.embed_dropout),
             )
         });
         let t_k = key_value.as_ref().map_or(t_q, |(k, _)| k.dims()[1]);

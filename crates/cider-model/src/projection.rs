@@ -8,6 +8,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
+use crate::kernels;
+
 /// Configuration of a [`TemporalProjection`].
 #[derive(Config, Debug)]
 pub struct TemporalProjectionConfig {
@@ -90,7 +92,7 @@ impl<B: Backend> ResidualProjection<B> {
     /// - output `r`: `[batch, 3D]`
     pub fn forward(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = relu(self.proj1.forward(h.clone())); // [B, 3D]
-        let x = self.proj2.forward(self.dropout.forward(x)); // [B, 3D]
+        let x = self.proj2.forward(kernels::dropout(x, &self.dropout)); // [B, 3D]
         h + x // [B, 3D]
     }
 }

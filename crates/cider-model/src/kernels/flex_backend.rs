@@ -18,8 +18,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Distribution, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
+use super::dropout_kernel::DropoutMask;
 use super::gru_kernel::{GruShape, GruWeights, gru_backward, gru_forward};
 use super::kl_kernel;
 use super::mca_kernel::{McaShape, mca_backward, mca_forward};
@@ -179,6 +180,48 @@ pub fn attention_kl<B: Backend>(
     }
 }
 
+/// Dropout with probability `prob` through [`DropoutMask`] on `Autodiff<Flex>`, its key drawn
+/// from `Flex`'s generator (so a seeded run repeats its masks); `Err(x)` on any other backend or
+/// dtype.
+///
+/// # Shapes
+/// - x: any; returns the same
+pub fn dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    prob: f64,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if !is::<B, Autodiff<Flex>>() || x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let dims = x.dims();
+    let mask = DropoutMask::new(dropout_key(), prob);
+    let x = primitive::<B, AutodiffFlexTensor, D>(x);
+    let input = contiguous(x.primitive);
+    let out = flex_tensor(mask.apply(values(&input)), dims);
+    let out = match DropoutBackward
+        .prepare::<NoCheckpointing>([x.node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(mask, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Ok(tensor::<B, AutodiffFlexTensor, D>(out))
+}
+
+/// A 64-bit key from four 16-bit draws of `Flex`'s generator.
+fn dropout_key() -> u64 {
+    let draws = Tensor::<Flex, 1, Int>::random(
+        [4],
+        Distribution::Uniform(0.0, 65_536.0),
+        &Default::default(),
+    );
+    draws
+        .into_data()
+        .iter::<i64>()
+        .fold(0u64, |key, d| (key << 16) | (d as u64 & 0xffff))
+}
+
 /// A GRU call's contiguous inputs and the states [`gru_forward`] computed from them: the
 /// state its backward needs.
 #[derive(Clone, Debug)]
@@ -272,6 +315,25 @@ impl Backward<Flex, 1> for KlBackward {
             grad.storage_mut::<f32>()
                 .iter_mut()
                 .for_each(|g| *g *= scale);
+            grads.register::<Flex>(parent.id, grad);
+        }
+    }
+}
+
+/// The backward step of [`dropout`] on `Autodiff<Flex>`: the upstream gradient through the
+/// same mask, regenerated from its key.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = DropoutMask;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let upstream = contiguous(grads.consume::<Flex>(&ops.node));
+        if let Some(parent) = parent {
+            let grad = ops.state.apply(values(&upstream));
+            let grad = FlexTensor::from_data(TensorData::new(grad, upstream.shape()));
             grads.register::<Flex>(parent.id, grad);
         }
     }

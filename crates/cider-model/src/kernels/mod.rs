@@ -1,14 +1,17 @@
-//! Fused kernels for the hot paths of the MSSD step: the MCA attention core, the GRU recurrence
-//! and the attention-map loss (docs/performance.md, "Fused kernels").
+//! Fused kernels for the hot paths of the MSSD step: the MCA attention core, the GRU recurrence,
+//! the attention-map loss and dropout (docs/performance.md, "Fused kernels").
 //!
-//! Each operation has one definition as a composition of Burn tensor ops ([`composed`]), which
-//! every backend runs and differentiates, and, with the `flex` feature, hand-written kernels on
-//! plain slices (rayon over samples × heads, no intermediate `[B, H, 3L, 3L]` tensors, no
-//! per-step slicing): the MCA, the GRU and the attention-map loss, forward on `Flex`, forward
-//! and backward on `Autodiff<Flex>`. The entry points below choose between them; callers stay generic over
+//! Each operation has one definition as a composition of Burn tensor ops ([`composed`], and
+//! Burn's own `Dropout`), which every backend runs and differentiates, and, with the `flex`
+//! feature, hand-written kernels on plain slices (rayon over samples × heads or over chunks, no
+//! intermediate `[B, H, 3L, 3L]` tensors, no per-step slicing): the MCA, the GRU and the
+//! attention-map loss, forward on `Flex`, forward and backward on `Autodiff<Flex>`; dropout on
+//! `Autodiff<Flex>`, the only place it does anything. The entry points below choose between them; callers stay generic over
 //! `B: Backend`.
 
 pub mod composed;
+#[cfg(feature = "flex")]
+pub mod dropout_kernel;
 #[cfg(feature = "flex")]
 mod flex_backend;
 #[cfg(feature = "flex")]
@@ -91,6 +94,25 @@ pub fn gru_scan<B: Backend>(
         Err(inputs) => inputs,
     };
     composed::gru_scan(projected, hidden, bias_hn)
+}
+
+/// Burn's `Dropout` (in training, each element zeroed with probability `p` and the rest scaled
+/// by `1 / (1 − p)`; the identity without autodiff or at `p = 0`), with the keep mask drawn by
+/// a parallel counter-based kernel on `Autodiff<Flex>` (the kernel's module says how) and by
+/// Burn everywhere else. Both draw from the backend's generator, so a seed fixes the masks.
+///
+/// # Shapes
+/// - x: any; returns the same
+pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, dropout: &Dropout) -> Tensor<B, D> {
+    if dropout.prob == 0.0 || !B::ad_enabled(&x.device()) || !fused() {
+        return dropout.forward(x);
+    }
+    #[cfg(feature = "flex")]
+    let x = match flex_backend::dropout(x, dropout.prob) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    dropout.forward(x)
 }
 
 /// The MSSD attention-map loss `KL = (1/R) Σ P (log P − log Q)`, `P = softmax(teacher)`,
@@ -281,6 +303,58 @@ pub(crate) mod tests {
                 "{what}: an untracked student gives the Flex loss"
             );
         }
+    }
+
+    /// Fused dropout on `Autodiff<Flex>`: each output is `0` or `x / keep`, about `keep` of them
+    /// kept, the gradient passes through exactly the kept elements with the same scale, a seed
+    /// repeats the mask, and without autodiff or at `p = 0` it is the identity.
+    #[test]
+    fn fused_dropout_masks_output_and_gradient_alike() {
+        let device = FlexDevice;
+        let (prob, shape) = (0.3, [4, 33, 17]);
+        let x = random::<Flex, 3>(shape, 1.0, &device);
+        let w = random::<Flex, 3>(shape, 1.0, &device);
+        let layer = DropoutConfig::new(prob).init();
+        let run = |seed: u64| {
+            AD::seed(&device, seed);
+            let xs = Tensor::<AD, 3>::from_inner(x.clone()).require_grad();
+            let y = dropout(xs.clone(), &layer);
+            let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();
+            (values(y.inner()), values(xs.grad(&grads).expect("∂x")))
+        };
+        let (y, dx) = run(5);
+        let (xs, ws) = (values(x.clone()), values(w.clone()));
+        let scale = (1.0 / (1.0 - prob)) as f32;
+        let mut kept = 0;
+        for i in 0..y.len() {
+            if y[i] == 0.0 {
+                assert_eq!(dx[i], 0.0, "a dropped element passes no gradient");
+            } else {
+                kept += 1;
+                assert_eq!(y[i], xs[i] * scale);
+                assert_eq!(dx[i], ws[i] * scale);
+            }
+        }
+        let fraction = kept as f64 / y.len() as f64;
+        assert!((fraction - 0.7).abs() < 0.03, "kept {fraction}");
+        // Tests running in parallel may draw from the global generator between a seed and the
+        // key's draw, so of several seeded runs two must agree (a mask that ignores the seed, or
+        // one that changes from run to run, fails every time).
+        let repeats: Vec<Vec<f32>> = (0..6).map(|_| run(5).0).collect();
+        let agree = (0..repeats.len()).any(|i| repeats[i + 1..].contains(&repeats[i]));
+        assert!(agree, "a seed repeats the mask");
+        assert!(
+            !repeats.contains(&run(6).0),
+            "another seed draws another mask"
+        );
+        assert_eq!(
+            values(dropout(x.clone(), &layer)),
+            xs,
+            "no autodiff: identity"
+        );
+        let off = DropoutConfig::new(0.0).init();
+        let through = dropout(Tensor::<AD, 3>::from_inner(x.clone()), &off);
+        assert_eq!(values(through.inner()), xs, "p = 0: identity");
     }
 
     /// Two passes through the same GRU weights, the second from the first's output (as the two
