@@ -332,7 +332,7 @@ pub(super) fn lane_max(a: &[f32]) -> f32 {
 
 /// `Σ a_t` with eight independent partial sums, so the loop vectorises.
 #[inline(always)]
-fn lane_sum(a: &[f32]) -> f32 {
+pub(super) fn lane_sum(a: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = a.chunks_exact(8);
     for chunk in &mut chunks {
