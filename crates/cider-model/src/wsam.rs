@@ -5,10 +5,11 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{Bool, Int, Tensor};
+
+use crate::kernels::{self, composed};
 
 /// Configuration of a [`Wsam`].
 #[derive(Config, Debug)]
@@ -75,13 +76,15 @@ impl<B: Backend> Wsam<B> {
         x_mask: Tensor<B, 2>,
         text_len: Tensor<B, 1, Int>,
     ) -> Tensor<B, 3> {
-        self.forward_with_weights(query, key_value, text_mask, x_mask, text_len)
-            .0
+        let (q, k, v) = self.projections(query, key_value);
+        let (column_bias, rows) = mask_terms(text_mask, x_mask, text_len);
+        let context = kernels::masked_attention(q, k, v, column_bias, rows); // [B, T_l, D]
+        self.out_proj.forward(context)
     }
 
     /// [`Wsam::forward`] that also returns the attention probabilities `P`
     /// `[batch, T_l, T_x]` (rows sum to 1, or to 0 for `[CLS]`, `[SEP]`, padding and rows whose
-    /// sample has no frame).
+    /// sample has no frame), composed from Burn ops on every backend.
     pub fn forward_with_weights(
         &self,
         query: Tensor<B, 3>,
@@ -90,6 +93,20 @@ impl<B: Backend> Wsam<B> {
         x_mask: Tensor<B, 2>,
         text_len: Tensor<B, 1, Int>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let (q, k, v) = self.projections(query, key_value);
+        let (column_bias, rows) = mask_terms(text_mask, x_mask, text_len);
+        let probs = composed::masked_probabilities(q, k, column_bias, rows); // [B, T_l, T_x]
+        let out = self.out_proj.forward(probs.clone().matmul(v)); // [B, T_l, D]
+        (out, probs)
+    }
+
+    /// `(q·D^(−1/2), k, v)`: `q` `[B, T_l, D]` from the query, `k` and `v` `[B, T_x, D]` from
+    /// the key-value sequence, each through its columns of the packed input projection.
+    fn projections(
+        &self,
+        query: Tensor<B, 3>,
+        key_value: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
         let d = self.d_model;
         let weight = self.in_proj.weight.val(); // [D, 3D]
         let bias = self.in_proj.bias.as_ref().map(|b| b.val()); // [3D]
@@ -103,19 +120,22 @@ impl<B: Backend> Wsam<B> {
         };
         let scale = (d as f64).powf(-0.5);
         let q = part(query, 0).mul_scalar(scale); // [B, T_l, D]
-        let k = part(key_value.clone(), 1); // [B, T_x, D]
-        let v = part(key_value, 2); // [B, T_x, D]
-        let scores = q.matmul(k.swap_dims(1, 2)); // [B, T_l, T_x]
-
-        // M is the outer product of a row mask and a column mask: blocked columns get a score
-        // of about f32::MIN (exp gives exactly 0, as the reference's −1e9 does), and rows
-        // without any allowed entry are multiplied by 0 afterwards. No [B, T_l, T_x] mask.
-        let (rows, columns) = mask_factors(text_mask, x_mask, text_len); // [B, T_l, 1], [B, 1, T_x]
-        let column_bias = columns.bool_not().float().mul_scalar(f32::MIN); // [B, 1, T_x]
-        let probs = softmax(scores + column_bias, 2) * rows; // [B, T_l, T_x]
-        let out = self.out_proj.forward(probs.clone().matmul(v)); // [B, T_l, D]
-        (out, probs)
+        (q, part(key_value.clone(), 1), part(key_value, 2))
     }
+}
+
+/// The WSAM mask as the column bias `[B, 1, T_x]` (`0` for an allowed frame, about `f32::MIN`
+/// for a blocked one, so that `exp` gives exactly 0, as the reference's −1e9 does) and the row
+/// factor `[B, T_l, 1]` that zeroes rows without any allowed entry afterwards: `M` is the outer
+/// product of a row mask and a column mask, so no `[B, T_l, T_x]` mask is built.
+fn mask_terms<B: Backend>(
+    text_mask: Tensor<B, 2>,
+    x_mask: Tensor<B, 2>,
+    text_len: Tensor<B, 1, Int>,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let (rows, columns) = mask_factors(text_mask, x_mask, text_len); // [B, T_l, 1], [B, 1, T_x]
+    let column_bias = columns.bool_not().float().mul_scalar(f32::MIN); // [B, 1, T_x]
+    (column_bias, rows)
 }
 
 /// The two factors of the WSAM mask `M[b,i,j] = m_t'[b,i] · m_x[b,j]`, where `m_t'` is the

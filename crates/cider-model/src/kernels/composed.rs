@@ -1,10 +1,10 @@
-//! The MCA attention core, the GRU recurrence and the attention-map loss as compositions of Burn
-//! tensor ops: what every backend runs (and differentiates) when no fused kernel applies, and
+//! The MCA attention core, the GRU recurrence, the attention-map loss and the WSAM's masked
+//! attention as compositions of Burn tensor ops: what every backend runs (and differentiates) when no fused kernel applies, and
 //! the definition the fused kernels are tested against.
 
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{log_softmax, sigmoid};
+use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 
 use crate::mct::{BRANCHES, LAV, SUMMARY_BRANCHES};
@@ -241,4 +241,29 @@ pub fn attention_kl<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) ->
     let log_q = log_softmax(student, 2); // [R, rows, cols]
     let p = log_p.clone().exp();
     (p * (log_p - log_q)).sum().div_scalar(slices as f64)
+}
+
+/// The WSAM's masked attention, composed ([`super::masked_attention`] says what it computes).
+///
+/// # Shapes
+/// - q: `[batch, T_l, D]`, k, v: `[batch, T_x, D]`, column_bias: `[batch, 1, T_x]`,
+///   rows: `[batch, T_l, 1]`; returns `[batch, T_l, D]`
+pub fn masked_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    column_bias: Tensor<B, 3>,
+    rows: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    masked_probabilities(q, k, column_bias, rows).matmul(v)
+}
+
+/// `softmax(q kᵀ + b) ⊙ r` `[batch, T_l, T_x]`, the probabilities of [`masked_attention`].
+pub fn masked_probabilities<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    column_bias: Tensor<B, 3>,
+    rows: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    softmax(q.matmul(k.swap_dims(1, 2)) + column_bias, 2) * rows
 }

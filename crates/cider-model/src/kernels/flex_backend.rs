@@ -24,6 +24,10 @@ use super::dropout_kernel::DropoutMask;
 use super::gru_kernel::{GruShape, GruWeights, gru_backward, gru_forward};
 use super::kl_kernel;
 use super::mca_kernel::{McaShape, mca_backward, mca_forward};
+use super::wsam_kernel::{
+    AttentionInputs, AttentionShape, masked_attention as masked_attention_forward,
+    masked_attention_backward,
+};
 
 /// A float tensor of `Autodiff<Flex>`.
 type AutodiffFlexTensor = FloatTensor<Autodiff<Flex>>;
@@ -180,6 +184,100 @@ pub fn attention_kl<B: Backend>(
     }
 }
 
+/// The inputs of [`masked_attention`]: `q` `[B, T_l, D]`, `k` and `v` `[B, T_x, D]`, the
+/// column bias `[B, 1, T_x]` and the row factor `[B, T_l, 1]`.
+pub type MaskedAttentionInputs<B> = (
+    Tensor<B, 3>,
+    Tensor<B, 3>,
+    Tensor<B, 3>,
+    Tensor<B, 3>,
+    Tensor<B, 3>,
+);
+
+/// The WSAM's masked attention through [`masked_attention_forward`] on `Flex` or
+/// `Autodiff<Flex>` (whose backward runs [`masked_attention_backward`] for `q`, `k` and `v`;
+/// the bias and the row factor are constants); `Err(inputs)` on any other backend or dtype, or
+/// without keys.
+///
+/// # Shapes
+/// - returns `[B, T_l, D]`
+pub fn masked_attention<B: Backend>(
+    inputs: MaskedAttentionInputs<B>,
+) -> Result<Tensor<B, 3>, MaskedAttentionInputs<B>> {
+    let (q, k, v, column_bias, rows) = inputs;
+    let [batch, queries, width] = q.dims();
+    let keys = k.dims()[1];
+    let shape = AttentionShape {
+        batch,
+        queries,
+        keys,
+        width,
+    };
+    let usable = [&q, &k, &v, &column_bias, &rows]
+        .iter()
+        .all(|t| t.dtype() == DType::F32)
+        && keys > 0
+        && width > 0;
+    if !usable || !(is::<B, Flex>() || is::<B, Autodiff<Flex>>()) {
+        return Err((q, k, v, column_bias, rows));
+    }
+    let dims = [batch, queries, width];
+    if is::<B, Flex>() {
+        let state = AttentionState::new(
+            [q, k, v, column_bias, rows].map(|t| primitive::<B, FlexTensor, 3>(t)),
+            shape,
+        );
+        let out = masked_attention_forward(state.inputs());
+        return Ok(tensor::<B, FlexTensor, 3>(flex_tensor(out, dims)));
+    }
+    let [q, k, v] = [q, k, v].map(|t| primitive::<B, AutodiffFlexTensor, 3>(t));
+    let constants = [column_bias, rows].map(|t| primitive::<B, AutodiffFlexTensor, 3>(t).primitive);
+    let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+    let [column_bias, rows] = constants;
+    let state = AttentionState::new(
+        [q.primitive, k.primitive, v.primitive, column_bias, rows],
+        shape,
+    );
+    let out = flex_tensor(masked_attention_forward(state.inputs()), dims);
+    let out = match AttentionBackward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Ok(tensor::<B, AutodiffFlexTensor, 3>(out))
+}
+
+/// The contiguous inputs of one [`masked_attention`] call: `[q, k, v, column bias, rows]`.
+#[derive(Clone, Debug)]
+struct AttentionState {
+    tensors: [FlexTensor; 5],
+    shape: AttentionShape,
+}
+
+impl AttentionState {
+    fn new(tensors: [FlexTensor; 5], shape: AttentionShape) -> Self {
+        AttentionState {
+            tensors: tensors.map(contiguous),
+            shape,
+        }
+    }
+
+    fn inputs(&self) -> AttentionInputs<'_> {
+        let [q, k, v, column_bias, rows] = self.tensors.each_ref().map(values);
+        AttentionInputs {
+            q,
+            k,
+            v,
+            column_bias,
+            rows,
+            shape: self.shape,
+        }
+    }
+}
+
 /// Dropout with probability `prob` through [`DropoutMask`] on `Autodiff<Flex>`, its key drawn
 /// from `Flex`'s generator (so a seeded run repeats its masks); `Err(x)` on any other backend or
 /// dtype.
@@ -316,6 +414,33 @@ impl Backward<Flex, 1> for KlBackward {
                 .iter_mut()
                 .for_each(|g| *g *= scale);
             grads.register::<Flex>(parent.id, grad);
+        }
+    }
+}
+
+/// The backward step of [`masked_attention`] on `Autodiff<Flex>`; its state is the inputs.
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [q, k, v] = ops.parents;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let state = ops.state;
+        let out = masked_attention_backward(state.inputs(), values(&grad));
+        let AttentionShape {
+            batch,
+            queries: t_l,
+            keys: t_x,
+            width: d,
+        } = state.shape;
+        let parts = [(q, out.q, t_l), (k, out.k, t_x), (v, out.v, t_x)];
+        for (parent, values, rows) in parts {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, flex_tensor(values, [batch, rows, d]));
+            }
         }
     }
 }

@@ -345,7 +345,7 @@ pub(super) fn lane_sum(a: &[f32]) -> f32 {
 
 /// `Σ a_t b_t` with eight independent partial sums.
 #[inline(always)]
-fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut a_chunks = a.chunks_exact(8);
     let mut b_chunks = b.chunks_exact(8);

@@ -20,6 +20,8 @@ pub mod gru_kernel;
 pub mod kl_kernel;
 #[cfg(feature = "flex")]
 pub mod mca_kernel;
+#[cfg(feature = "flex")]
+pub mod wsam_kernel;
 
 use std::cell::Cell;
 
@@ -94,6 +96,33 @@ pub fn gru_scan<B: Backend>(
         Err(inputs) => inputs,
     };
     composed::gru_scan(projected, hidden, bias_hn)
+}
+
+/// The WSAM's masked attention (docs/method.md §5.3): `C = (softmax(q kᵀ + b) ⊙ r) v`, the
+/// softmax over the keys, `b` a column bias (`0` allowed, `f32::MIN` blocked) and `r` a row
+/// factor (`0` or `1`); neither carries a gradient. The fused kernel runs on `Flex` and
+/// `Autodiff<Flex>`, the composition everywhere else.
+///
+/// # Shapes
+/// - q: `[batch, T_l, D]` (already scaled), k, v: `[batch, T_x, D]`
+/// - column_bias: `[batch, 1, T_x]`, rows: `[batch, T_l, 1]`; returns `[batch, T_l, D]`
+pub fn masked_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    column_bias: Tensor<B, 3>,
+    rows: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    if !fused() {
+        return composed::masked_attention(q, k, v, column_bias, rows);
+    }
+    #[cfg(feature = "flex")]
+    let (q, k, v, column_bias, rows) =
+        match flex_backend::masked_attention((q, k, v, column_bias, rows)) {
+            Ok(out) => return out,
+            Err(inputs) => inputs,
+        };
+    composed::masked_attention(q, k, v, column_bias, rows)
 }
 
 /// Burn's `Dropout` (in training, each element zeroed with probability `p` and the rest scaled
@@ -301,6 +330,83 @@ pub(crate) mod tests {
                 values(untracked.inner()),
                 values(on_flex),
                 "{what}: an untracked student gives the Flex loss"
+            );
+        }
+    }
+
+    /// The WSAM's masked attention, fused against composed, at `(B, T_l, T_x, D)` with one key,
+    /// width one and odd sizes; blocked columns, cleared rows and a sample without any allowed
+    /// frame: the output and `∂q`, `∂k`, `∂v`.
+    #[test]
+    fn fused_masked_attention_matches_the_composition() {
+        let device = FlexDevice;
+        for (batch, t_l, t_x, d) in [(1, 1, 1, 1), (2, 3, 5, 4), (3, 7, 9, 6), (2, 4, 17, 3)] {
+            let [q, k, v] = [t_l, t_x, t_x].map(|t| random::<Flex, 3>([batch, t, d], 1.5, &device));
+            let w = random::<Flex, 3>([batch, t_l, d], 1.0, &device);
+            // Column j of sample b blocked when (b + j) % 3 == 2; rows cleared when (b + i) % 4
+            // == 3; the last sample, when there are several, has no allowed frame at all.
+            let blocked = |b: usize, j: usize| (b + j) % 3 == 2 || (batch > 1 && b == batch - 1);
+            let bias: Vec<f32> = (0..batch * t_x)
+                .map(|n| {
+                    if blocked(n / t_x, n % t_x) {
+                        f32::MIN
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let rows: Vec<f32> = (0..batch * t_l)
+                .map(|n| {
+                    let (b, i) = (n / t_l, n % t_l);
+                    let open = (b + i) % 4 != 3 && !(batch > 1 && b == batch - 1);
+                    if open { 1.0 } else { 0.0 }
+                })
+                .collect();
+            let bias =
+                Tensor::<Flex, 3>::from_data(TensorData::new(bias, [batch, 1, t_x]), &device);
+            let rows =
+                Tensor::<Flex, 3>::from_data(TensorData::new(rows, [batch, t_l, 1]), &device);
+            let run = |fused: bool| {
+                let [qs, ks, vs] =
+                    [&q, &k, &v].map(|t| Tensor::<AD, 3>::from_inner(t.clone()).require_grad());
+                let (b, r) = (
+                    Tensor::from_inner(bias.clone()),
+                    Tensor::from_inner(rows.clone()),
+                );
+                let out = match fused {
+                    true => masked_attention(qs.clone(), ks.clone(), vs.clone(), b, r),
+                    false => composed::masked_attention(qs.clone(), ks.clone(), vs.clone(), b, r),
+                };
+                let grads = (out.clone() * Tensor::from_inner(w.clone()))
+                    .sum()
+                    .backward();
+                let grad = |t: &Tensor<AD, 3>| values(t.grad(&grads).expect("a gradient"));
+                [values(out.inner()), grad(&qs), grad(&ks), grad(&vs)]
+            };
+            let (fused, composed) = (run(true), run(false));
+            for (name, (f, c)) in ["output", "∂q", "∂k", "∂v"]
+                .iter()
+                .zip(fused.into_iter().zip(composed))
+            {
+                assert_close(
+                    &format!("masked attention {:?} {name}", (batch, t_l, t_x, d)),
+                    f,
+                    c,
+                );
+            }
+            let on_flex =
+                masked_attention(q.clone(), k.clone(), v.clone(), bias.clone(), rows.clone());
+            let composed_on_flex = composed::masked_attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                bias.clone(),
+                rows.clone(),
+            );
+            assert_close(
+                "masked attention on Flex",
+                values(on_flex),
+                values(composed_on_flex),
             );
         }
     }
