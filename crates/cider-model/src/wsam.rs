@@ -78,7 +78,14 @@ impl<B: Backend> Wsam<B> {
     ) -> Tensor<B, 3> {
         let (q, k, v) = self.projections(query, key_value);
         let (column_bias, rows) = mask_terms(text_mask, x_mask, text_len);
-        let context = kernels::masked_attention(q, k, v, column_bias, rows); // [B, T_l, D]
+        let inputs = kernels::AttentionTensors {
+            q,
+            k,
+            v,
+            column_bias,
+            rows,
+        };
+        let context = kernels::masked_attention(inputs); // [B, T_l, D]
         self.out_proj.forward(context)
     }
 

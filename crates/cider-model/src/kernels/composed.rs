@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 
+use super::AttentionTensors;
 use crate::mct::{BRANCHES, LAV, SUMMARY_BRANCHES};
 
 /// The MCA branch features, composed ([`super::mca_branches`] says what they are).
@@ -246,19 +247,20 @@ pub fn attention_kl<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) ->
 /// The WSAM's masked attention, composed ([`super::masked_attention`] says what it computes).
 ///
 /// # Shapes
-/// - q: `[batch, T_l, D]`, k, v: `[batch, T_x, D]`, column_bias: `[batch, 1, T_x]`,
-///   rows: `[batch, T_l, 1]`; returns `[batch, T_l, D]`
-pub fn masked_attention<B: Backend>(
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
-    column_bias: Tensor<B, 3>,
-    rows: Tensor<B, 3>,
-) -> Tensor<B, 3> {
+/// - returns `[batch, T_l, D]`
+pub fn masked_attention<B: Backend>(inputs: AttentionTensors<B>) -> Tensor<B, 3> {
+    let AttentionTensors {
+        q,
+        k,
+        v,
+        column_bias,
+        rows,
+    } = inputs;
     masked_probabilities(q, k, column_bias, rows).matmul(v)
 }
 
-/// `softmax(q kᵀ + b) ⊙ r` `[batch, T_l, T_x]`, the probabilities of [`masked_attention`].
+/// `softmax(q kᵀ + b) ⊙ r` `[batch, T_l, T_x]`, the probabilities of [`masked_attention`]
+/// (the shapes of [`AttentionTensors`]).
 pub fn masked_probabilities<B: Backend>(
     q: Tensor<B, 3>,
     k: Tensor<B, 3>,

@@ -20,6 +20,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Distribution, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
+use super::AttentionTensors;
 use super::dropout_kernel::DropoutMask;
 use super::gru_kernel::{GruShape, GruWeights, gru_backward, gru_forward};
 use super::kl_kernel;
@@ -184,16 +185,6 @@ pub fn attention_kl<B: Backend>(
     }
 }
 
-/// The inputs of [`masked_attention`]: `q` `[B, T_l, D]`, `k` and `v` `[B, T_x, D]`, the
-/// column bias `[B, 1, T_x]` and the row factor `[B, T_l, 1]`.
-pub type MaskedAttentionInputs<B> = (
-    Tensor<B, 3>,
-    Tensor<B, 3>,
-    Tensor<B, 3>,
-    Tensor<B, 3>,
-    Tensor<B, 3>,
-);
-
 /// The WSAM's masked attention through [`masked_attention_forward`] on `Flex` or
 /// `Autodiff<Flex>` (whose backward runs [`masked_attention_backward`] for `q`, `k` and `v`;
 /// the bias and the row factor are constants); `Err(inputs)` on any other backend or dtype, or
@@ -202,25 +193,37 @@ pub type MaskedAttentionInputs<B> = (
 /// # Shapes
 /// - returns `[B, T_l, D]`
 pub fn masked_attention<B: Backend>(
-    inputs: MaskedAttentionInputs<B>,
-) -> Result<Tensor<B, 3>, MaskedAttentionInputs<B>> {
-    let (q, k, v, column_bias, rows) = inputs;
-    let [batch, queries, width] = q.dims();
-    let keys = k.dims()[1];
+    inputs: AttentionTensors<B>,
+) -> Result<Tensor<B, 3>, AttentionTensors<B>> {
+    let [batch, queries, width] = inputs.q.dims();
+    let keys = inputs.k.dims()[1];
     let shape = AttentionShape {
         batch,
         queries,
         keys,
         width,
     };
-    let usable = [&q, &k, &v, &column_bias, &rows]
-        .iter()
-        .all(|t| t.dtype() == DType::F32)
+    let usable = [
+        &inputs.q,
+        &inputs.k,
+        &inputs.v,
+        &inputs.column_bias,
+        &inputs.rows,
+    ]
+    .iter()
+    .all(|t| t.dtype() == DType::F32)
         && keys > 0
         && width > 0;
     if !usable || !(is::<B, Flex>() || is::<B, Autodiff<Flex>>()) {
-        return Err((q, k, v, column_bias, rows));
+        return Err(inputs);
     }
+    let AttentionTensors {
+        q,
+        k,
+        v,
+        column_bias,
+        rows,
+    } = inputs;
     let dims = [batch, queries, width];
     if is::<B, Flex>() {
         let state = AttentionState::new(
@@ -231,9 +234,9 @@ pub fn masked_attention<B: Backend>(
         return Ok(tensor::<B, FlexTensor, 3>(flex_tensor(out, dims)));
     }
     let [q, k, v] = [q, k, v].map(|t| primitive::<B, AutodiffFlexTensor, 3>(t));
-    let constants = [column_bias, rows].map(|t| primitive::<B, AutodiffFlexTensor, 3>(t).primitive);
+    let [column_bias, rows] =
+        [column_bias, rows].map(|t| primitive::<B, AutodiffFlexTensor, 3>(t).primitive);
     let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-    let [column_bias, rows] = constants;
     let state = AttentionState::new(
         [q.primitive, k.primitive, v.primitive, column_bias, rows],
         shape,

@@ -63,13 +63,22 @@ fn blocks(
     let chunk = ROWS_PER_TASK * cols;
     let task = |(s_m, s): (&[f32], &[f32]), grad: Option<&mut [f32]>| {
         let mut e_p = vec![0.0f32; cols];
-        match grad {
-            Some(grad) => block_loss(s_m, s, grad, &mut e_p, cols, inverse),
+        let mut discarded = Vec::new();
+        let out = match grad {
+            Some(grad) => grad,
             None => {
-                let mut discarded = vec![0.0f32; s_m.len()];
-                block_loss(s_m, s, &mut discarded, &mut e_p, cols, inverse)
+                discarded.resize(s_m.len(), 0.0);
+                &mut discarded[..]
             }
-        }
+        };
+        block_loss(RowBlock {
+            s_m,
+            s,
+            out,
+            e_p: &mut e_p,
+            cols,
+            inverse,
+        })
     };
     let pairs = student.par_chunks(chunk).zip(teacher.par_chunks(chunk));
     let parts: Vec<f64> = match grad {
@@ -82,47 +91,45 @@ fn blocks(
     parts.iter().sum::<f64>() / slices as f64
 }
 
-/// The rows of one block: returns the sum of their losses and leaves each row's
-/// `(q − p) · inverse` in `out` (`[rows · cols]`); `e_p` is scratch of `cols`.
-fn block_loss(
-    s_m: &[f32],
-    s: &[f32],
-    out: &mut [f32],
-    e_p: &mut [f32],
+/// One block of rows: the student's and the teacher's scores and where their gradient goes,
+/// each `[rows · cols]`, and scratch `e_p` of `cols`.
+struct RowBlock<'a> {
+    s_m: &'a [f32],
+    s: &'a [f32],
+    out: &'a mut [f32],
+    e_p: &'a mut [f32],
     cols: usize,
     inverse: f32,
-) -> f64 {
+}
+
+/// The rows of one block: returns the sum of their losses and leaves each row's
+/// `(q − p) · inverse` in `out`.
+fn block_loss(block: RowBlock<'_>) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the running CPU has AVX2, checked just above.
-        return unsafe { block_loss_avx2(s_m, s, out, e_p, cols, inverse) };
+        return unsafe { block_loss_avx2(block) };
     }
-    block_loss_body(s_m, s, out, e_p, cols, inverse)
+    block_loss_body(block)
 }
 
 /// [`block_loss_body`] compiled for AVX2; the same operations in the same order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn block_loss_avx2(
-    s_m: &[f32],
-    s: &[f32],
-    out: &mut [f32],
-    e_p: &mut [f32],
-    cols: usize,
-    inverse: f32,
-) -> f64 {
-    block_loss_body(s_m, s, out, e_p, cols, inverse)
+fn block_loss_avx2(block: RowBlock<'_>) -> f64 {
+    block_loss_body(block)
 }
 
 #[inline(always)]
-fn block_loss_body(
-    s_m: &[f32],
-    s: &[f32],
-    out: &mut [f32],
-    e_p: &mut [f32],
-    cols: usize,
-    inverse: f32,
-) -> f64 {
+fn block_loss_body(block: RowBlock<'_>) -> f64 {
+    let RowBlock {
+        s_m,
+        s,
+        out,
+        e_p,
+        cols,
+        inverse,
+    } = block;
     out.chunks_exact_mut(cols)
         .zip(s_m.chunks_exact(cols))
         .zip(s.chunks_exact(cols))
@@ -201,10 +208,18 @@ mod tests {
         let (s_m, s) = (wave(0.37), wave(0.91));
         let run = |avx2: bool| {
             let (mut out, mut e_p) = (vec![0.0f32; rows * cols], vec![0.0f32; cols]);
+            let block = RowBlock {
+                s_m: &s_m,
+                s: &s,
+                out: &mut out,
+                e_p: &mut e_p,
+                cols,
+                inverse: 0.5,
+            };
             let loss = match avx2 {
                 // SAFETY: AVX2 was detected above.
-                true => unsafe { block_loss_avx2(&s_m, &s, &mut out, &mut e_p, cols, 0.5) },
-                false => block_loss_body(&s_m, &s, &mut out, &mut e_p, cols, 0.5),
+                true => unsafe { block_loss_avx2(block) },
+                false => block_loss_body(block),
             };
             (loss, out)
         };

@@ -98,31 +98,38 @@ pub fn gru_scan<B: Backend>(
     composed::gru_scan(projected, hidden, bias_hn)
 }
 
+/// The inputs of the WSAM's masked attention ([`masked_attention`]).
+#[derive(Clone, Debug)]
+pub struct AttentionTensors<B: Backend> {
+    /// Queries `[batch, T_l, D]`, already scaled.
+    pub q: Tensor<B, 3>,
+    /// Keys `[batch, T_x, D]`.
+    pub k: Tensor<B, 3>,
+    /// Values `[batch, T_x, D]`.
+    pub v: Tensor<B, 3>,
+    /// Column bias `[batch, 1, T_x]`: `0` for an allowed frame, `f32::MIN` for a blocked one.
+    pub column_bias: Tensor<B, 3>,
+    /// Row factor `[batch, T_l, 1]`: `0` or `1`.
+    pub rows: Tensor<B, 3>,
+}
+
 /// The WSAM's masked attention (docs/method.md §5.3): `C = (softmax(q kᵀ + b) ⊙ r) v`, the
-/// softmax over the keys, `b` a column bias (`0` allowed, `f32::MIN` blocked) and `r` a row
-/// factor (`0` or `1`); neither carries a gradient. The fused kernel runs on `Flex` and
-/// `Autodiff<Flex>`, the composition everywhere else.
+/// softmax over the keys, `b` the column bias and `r` the row factor; neither carries a
+/// gradient. The fused kernel runs on `Flex` and `Autodiff<Flex>`, the composition everywhere
+/// else.
 ///
 /// # Shapes
-/// - q: `[batch, T_l, D]` (already scaled), k, v: `[batch, T_x, D]`
-/// - column_bias: `[batch, 1, T_x]`, rows: `[batch, T_l, 1]`; returns `[batch, T_l, D]`
-pub fn masked_attention<B: Backend>(
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
-    column_bias: Tensor<B, 3>,
-    rows: Tensor<B, 3>,
-) -> Tensor<B, 3> {
+/// - returns `[batch, T_l, D]`
+pub fn masked_attention<B: Backend>(inputs: AttentionTensors<B>) -> Tensor<B, 3> {
     if !fused() {
-        return composed::masked_attention(q, k, v, column_bias, rows);
+        return composed::masked_attention(inputs);
     }
     #[cfg(feature = "flex")]
-    let (q, k, v, column_bias, rows) =
-        match flex_backend::masked_attention((q, k, v, column_bias, rows)) {
-            Ok(out) => return out,
-            Err(inputs) => inputs,
-        };
-    composed::masked_attention(q, k, v, column_bias, rows)
+    let inputs = match flex_backend::masked_attention(inputs) {
+        Ok(out) => return out,
+        Err(inputs) => inputs,
+    };
+    composed::masked_attention(inputs)
 }
 
 /// Burn's `Dropout` (in training, each element zeroed with probability `p` and the rest scaled
@@ -369,13 +376,16 @@ pub(crate) mod tests {
             let run = |fused: bool| {
                 let [qs, ks, vs] =
                     [&q, &k, &v].map(|t| Tensor::<AD, 3>::from_inner(t.clone()).require_grad());
-                let (b, r) = (
-                    Tensor::from_inner(bias.clone()),
-                    Tensor::from_inner(rows.clone()),
-                );
+                let inputs = AttentionTensors {
+                    q: qs.clone(),
+                    k: ks.clone(),
+                    v: vs.clone(),
+                    column_bias: Tensor::from_inner(bias.clone()),
+                    rows: Tensor::from_inner(rows.clone()),
+                };
                 let out = match fused {
-                    true => masked_attention(qs.clone(), ks.clone(), vs.clone(), b, r),
-                    false => composed::masked_attention(qs.clone(), ks.clone(), vs.clone(), b, r),
+                    true => masked_attention(inputs),
+                    false => composed::masked_attention(inputs),
                 };
                 let grads = (out.clone() * Tensor::from_inner(w.clone()))
                     .sum()
@@ -394,14 +404,16 @@ pub(crate) mod tests {
                     c,
                 );
             }
-            let on_flex =
-                masked_attention(q.clone(), k.clone(), v.clone(), bias.clone(), rows.clone());
-            let composed_on_flex = composed::masked_attention(
-                q.clone(),
-                k.clone(),
-                v.clone(),
-                bias.clone(),
-                rows.clone(),
+            let on_flex = AttentionTensors {
+                q: q.clone(),
+                k: k.clone(),
+                v: v.clone(),
+                column_bias: bias.clone(),
+                rows: rows.clone(),
+            };
+            let (on_flex, composed_on_flex) = (
+                masked_attention(on_flex.clone()),
+                composed::masked_attention(on_flex),
             );
             assert_close(
                 "masked attention on Flex",
